@@ -1,0 +1,79 @@
+"""LeNet-5 in its classic reference form.
+
+Reference:
+    LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to
+    document recognition", Proc. IEEE 86(11), 1998. The layout is the one
+    d2l.ai uses as "LeNet": the first convolution is padded so that 28x28
+    MNIST images keep LeNet's 32x32 geometry, activations are sigmoids and
+    subsampling is 2x2 average pooling.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_cnns.models.common import check_choice, check_common_args, scaled
+
+_ACTIVATIONS = ("sigmoid", "relu")
+_POOLINGS = ("avg", "max")
+
+
+def lenet_min_input_size() -> int:
+    # 'same' conv -> pool/2 -> 5x5 'valid' conv -> pool/2 needs floor(s/2) - 4 >= 2.
+    return 12
+
+
+def LeNet5(
+    *,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    activation: str = "sigmoid",
+    pooling: str = "avg",
+    width: float = 1.0,
+    dropout: float = 0.0,
+    name: str = "lenet",
+) -> keras.Model:
+    """Instantiate LeNet-5 (61,706 parameters at 28x28x1 and 10 classes).
+
+    Conv 6@5x5 'same' -> pool 2 -> Conv 16@5x5 'valid' -> pool 2 -> Flatten ->
+    Dense 120 -> Dense 84 -> Dense `num_classes`, with `activation` after every
+    hidden layer. The model returns logits.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 12x12.
+        num_classes: number of logits, at least 2.
+        activation: "sigmoid" (the classic form) or "relu".
+        pooling: "avg" (the classic form) or "max".
+        width: multiplier on every layer's channels and units.
+        dropout: rate of the dropout before each dense layer; 0 adds no
+            dropout layer at all.
+        name: the model's name.
+
+    Example:
+        >>> model = LeNet5(input_shape=(28, 28, 1), num_classes=10)
+        >>> model.count_params()
+        61706
+    """
+    check_common_args("LeNet-5", input_shape, num_classes, width, dropout, lenet_min_input_size())
+    check_choice("LeNet-5", "activation", activation, _ACTIVATIONS)
+    check_choice("LeNet-5", "pooling", pooling, _POOLINGS)
+    pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
+
+    inputs = keras.Input(shape=tuple(int(d) for d in input_shape), name="images")
+    x = keras.layers.Conv2D(
+        scaled(6, width), 5, padding="same", activation=activation, name="conv1"
+    )(inputs)
+    x = pool(2, strides=2, name="pool1")(x)
+    x = keras.layers.Conv2D(
+        scaled(16, width), 5, padding="valid", activation=activation, name="conv2"
+    )(x)
+    x = pool(2, strides=2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate((120, 84), start=1):
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout{index}")(x)
+        x = keras.layers.Dense(scaled(units, width), activation=activation, name=f"fc{index}")(x)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="dropout3")(x)
+    outputs = keras.layers.Dense(num_classes, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
