@@ -1,0 +1,172 @@
+"""Label-preserving augmentation policies, applied to whole batches with stateless random ops.
+
+Each batch gets a `[2]` seed; every random draw is derived from it with `stateless_split`, so a
+pipeline with the same seed augments identically, whatever the thread scheduling.
+
+Policies: `none`; `light` = random translation (integer shift, zero fill: crop-with-padding)
+plus flip; `medium` adds small rotation and zoom; `strong` goes further and adds random erasing.
+When a policy rotates or zooms, rotation, zoom, translation and flip are folded into one
+projective transform per image (one bilinear resampling, one op for the whole batch); shifts
+and flips alone are one gather, exact and several times cheaper. Erasing is a box mask.
+
+Images are float32 in [0, 1] (before normalisation), so the constant fill value 0 is black.
+The flip is applied only when the policy asks for it AND the dataset allows it
+(`SourceInfo.allow_horizontal_flip`; never for digits or MNIST-like characters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from keras_cnns.data.base import DataError
+
+
+@dataclass(frozen=True)
+class AugmentPolicy:
+    """Strengths of the label-preserving ops; 0 (or False) turns an op off."""
+
+    name: str
+    translate: float = 0.0  # max shift, as a fraction of height / width
+    rotate: float = 0.0  # max rotation, degrees
+    zoom: float = 0.0  # max relative scale change (0.1: 0.9x .. 1.1x)
+    erase_prob: float = 0.0  # probability of erasing one random box (Zhong et al., 2017)
+    erase_area: tuple[float, float] = (0.02, 0.2)  # box area as a fraction of the image
+    flip: bool = False  # horizontal flip with p=0.5, where the dataset allows it
+
+    @property
+    def resamples(self) -> bool:
+        """Rotation or zoom need bilinear resampling; shifts and flips alone do not."""
+        return bool(self.rotate or self.zoom)
+
+
+POLICIES = {
+    "none": AugmentPolicy("none"),
+    # Shifts and flips only: integer moves done with one gather, cheap enough for LeNet rates.
+    "light": AugmentPolicy("light", translate=0.1, flip=True),
+    "medium": AugmentPolicy("medium", translate=0.1, rotate=10.0, zoom=0.1, flip=True),
+    "strong": AugmentPolicy("strong", translate=0.15, rotate=15.0, zoom=0.15, erase_prob=0.5,
+                            flip=True),
+}
+
+
+def list_augment_policies() -> list[str]:
+    return list(POLICIES)
+
+
+def get_policy(policy) -> AugmentPolicy:
+    """A policy by name (or an `AugmentPolicy`, returned as is)."""
+    if isinstance(policy, AugmentPolicy):
+        return policy
+    if policy not in POLICIES:
+        raise DataError(
+            f"Unknown augmentation policy {policy!r}; choose one of {', '.join(POLICIES)}."
+        )
+    return POLICIES[policy]
+
+
+def sample_params(batch, height, width, seed, policy: AugmentPolicy, allow_flip: bool) -> dict:
+    """Draw every random parameter of a batch from `seed` (shape [2]); exposed for tests."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=10)
+
+    def uniform(i, low, high):
+        return tf.random.stateless_uniform([batch], seeds[i], low, high, dtype=tf.float32)
+
+    angle = uniform(0, -1.0, 1.0) * (policy.rotate * math.pi / 180.0)
+    scale = 1.0 + uniform(1, -policy.zoom, policy.zoom)
+    shift_x = uniform(2, -policy.translate, policy.translate) * tf.cast(width, tf.float32)
+    shift_y = uniform(3, -policy.translate, policy.translate) * tf.cast(height, tf.float32)
+    flip = uniform(4, 0.0, 1.0) < 0.5
+    if not (policy.flip and allow_flip):
+        flip = tf.zeros([batch], tf.bool)
+    erase = uniform(5, 0.0, 1.0) < policy.erase_prob
+    area = uniform(6, *policy.erase_area)
+    log_aspect = uniform(7, math.log(0.3), math.log(1 / 0.3))
+    corner = tf.random.stateless_uniform([batch, 2], seeds[8], 0.0, 1.0)
+    fill = uniform(9, 0.0, 1.0)
+    return dict(angle=angle, scale=scale, shift_x=shift_x, shift_y=shift_y, flip=flip,
+                erase=erase, area=area, log_aspect=log_aspect, corner=corner, fill=fill)
+
+
+def _transforms(p, height, width):
+    """Per-image output->input maps `[a0, a1, a2, b0, b1, b2, 0, 0]` about the image centre."""
+    cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
+    cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
+    sign = tf.where(p["flip"], -1.0, 1.0)
+    cos, sin = tf.cos(p["angle"]) / p["scale"], tf.sin(p["angle"]) / p["scale"]
+    a0, a1, b0, b1 = sign * cos, -sin, sign * sin, cos
+    a2 = cx - p["shift_x"] - (a0 * cx + a1 * cy)
+    b2 = cy - p["shift_y"] - (b0 * cx + b1 * cy)
+    zeros = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def _erase(images, p, height, width):
+    """Fill each erased image's box with its grey level `fill`.
+
+    Works on `[B, H, W * C]` so the box mask is computed at full width: broadcasting a
+    `[B, H, W, 1]` mask over a small channel axis is several times slower on CPU.
+    """
+    shape = tf.shape(images)
+    channels = shape[3]
+    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    area = p["area"] * h_f * w_f
+    aspect = tf.exp(p["log_aspect"])
+    box_h = tf.minimum(tf.sqrt(area * aspect), h_f)
+    box_w = tf.minimum(tf.sqrt(area / aspect), w_f)
+    top = (p["corner"][:, 0] * (h_f - box_h))[:, None, None]
+    left = (p["corner"][:, 1] * (w_f - box_w))[:, None, None]
+    rows = tf.cast(tf.range(height), tf.float32)[None, :, None]
+    cols = tf.cast(tf.range(width * channels) // channels, tf.float32)[None, None, :]
+    inside = ((rows >= top) & (rows < top + box_h[:, None, None])
+              & (cols >= left) & (cols < left + box_w[:, None, None]))
+    mask = tf.cast(inside & p["erase"][:, None, None], images.dtype)
+    flat = tf.reshape(images, [shape[0], height, width * channels])
+    flat += mask * (p["fill"][:, None, None] - flat)
+    return tf.reshape(flat, shape)
+
+
+def _shift_flip(images, p, height, width):
+    """Integer translation (zero fill) and optional flip per image, as one flat gather."""
+    shape = tf.shape(images)
+    batch, channels = shape[0], shape[3]
+    dy = tf.cast(tf.round(p["shift_y"]), tf.int32)
+    dx = tf.cast(tf.round(p["shift_x"]), tf.int32)
+    rows = tf.range(height)[None, :] - dy[:, None]  # source row of each output row, [B, H]
+    cols = tf.range(width)[None, :]
+    cols = tf.where(p["flip"][:, None], width - 1 - cols, cols) - dx[:, None]  # [B, W]
+    source = (tf.range(batch)[:, None, None] * (height * width)
+              + tf.clip_by_value(rows, 0, height - 1)[:, :, None] * width
+              + tf.clip_by_value(cols, 0, width - 1)[:, None, :])
+    valid = (((rows >= 0) & (rows < height))[:, :, None]
+             & ((cols >= 0) & (cols < width))[:, None, :])
+    # Pixels shifted in from outside read an appended zero pixel: no mask multiply needed.
+    source = tf.where(valid, source, batch * height * width)
+    pixels = tf.concat([tf.reshape(images, [-1, channels]),
+                        tf.zeros([1, channels], images.dtype)], axis=0)
+    return tf.reshape(tf.gather(pixels, tf.reshape(source, [-1])), shape)
+
+
+def augment_batch(images, seed, policy="none", *, allow_horizontal_flip: bool = False):
+    """Augment a float32 `[B, H, W, C]` batch in [0, 1]; labels are untouched by design."""
+    policy = get_policy(policy)
+    do_flip = policy.flip and allow_horizontal_flip
+    if not (policy.translate or policy.resamples or do_flip or policy.erase_prob > 0):
+        return images
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    p = sample_params(batch, height, width, seed, policy, allow_horizontal_flip)
+    if policy.resamples:
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=_transforms(p, height, width),
+            output_shape=tf.stack([height, width]), fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="CONSTANT",
+        )
+    elif policy.translate or do_flip:
+        images = _shift_flip(images, p, height, width)
+    if policy.erase_prob > 0:
+        # Erased boxes take one random grey level per image (cheaper than per-pixel noise).
+        images = _erase(images, p, height, width)
+    return images
