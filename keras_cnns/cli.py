@@ -1,0 +1,165 @@
+"""Command-line flags generated from RunConfig, so every flag carries its field's name.
+
+`--batch-size` sets `batch_size`, `--model-kwargs activation=relu` sets
+`model_kwargs`, and `--config run.json` loads a whole config that the flags
+given beside it override. Usage errors print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import sys
+from typing import Any
+
+from keras_cnns import config as config_module
+from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.models import get_model_entry, list_models
+
+HELP = {
+    "model": f"architecture, one of: {', '.join(list_models())}",
+    "dataset": "digits (embedded), synthetic, folder, fashion_mnist, mnist or any TFDS name",
+    "data_dir": "TFDS data dir, a folder of IDX files, or an image folder",
+    "image_size": "square input size the images are resized to",
+    "epochs": "training epochs",
+    "batch_size": "global batch size, summed over all replicas",
+    "optimizer": f"one of: {', '.join(config_module.OPTIMIZERS)}",
+    "lr": "peak learning rate for the global batch",
+    "schedule": f"learning-rate decay after warmup, one of: {', '.join(config_module.SCHEDULES)}",
+    "warmup_epochs": "linear warmup length in epochs",
+    "weight_decay": "decoupled weight decay (AdamW and SGD; Adam has none)",
+    "momentum": "SGD momentum",
+    "label_smoothing": "label smoothing of the one-hot targets",
+    "dropout": "dropout rate of the model's classifier",
+    "width": "multiplier on every layer's channels and units",
+    "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
+    "augment": "augmentation policy: none, light or strong",
+    "seed": "seed of weights, shuffling and augmentation",
+    "deterministic": "bit-reproducible run (op determinism, deterministic input pipeline)",
+    "mixed_precision": "off, auto (float16 on GPU), float16 or bfloat16",
+    "jit_compile": "compile the train step with XLA",
+    "steps_per_execution": "train steps per compiled call; 0 chooses from the model",
+    "early_stopping": "stop after this many epochs without val_accuracy gain; 0 never stops",
+    "strategy": "auto, default, mirrored (all local GPUs) or multi_worker (TF_CONFIG)",
+    "output": "export directory; default saved_models/<model>-<dataset>-<stamp>",
+    "run_dir": "parent folder of run directories",
+    "resume": "continue the unfinished run in this run directory",
+}
+
+_RECIPE_FIELDS = (
+    "image_size",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "warmup_epochs",
+    "weight_decay",
+    "augment",
+    "dropout",
+    "width",
+)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        sentence = message[0].upper() + message[1:]
+        self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
+
+
+def _recipe_default(name: str) -> str:
+    parts = []
+    for model in list_models():
+        entry = get_model_entry(model)
+        value = entry.recipe.get(name, entry.options.get(name))
+        parts.append(f"{model}: {value}")
+    return "from the model's recipe (" + ", ".join(parts) + ")"
+
+
+def _parse_model_kwargs(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-kwargs takes KEY=VALUE pairs, got {item!r}.")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
+
+
+def build_parser(
+    prog: str | None = None, description: str | None = None
+) -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="load a RunConfig (config.json, an export's manifest.json, a tuner's best.json); "
+        "flags given beside it override it (default: none)",
+    )
+    defaults = RunConfig()
+    for field in dataclasses.fields(RunConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        shown = _recipe_default(field.name) if field.name in _RECIPE_FIELDS else default
+        help_text = f"{HELP[field.name]} (default: {shown})"
+        if field.name == "model_kwargs":
+            parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", help=help_text)
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif field.name == "mixed_precision":
+            parser.add_argument(flag, nargs="?", const="auto", help=help_text + "; alone: auto")
+        else:
+            kind = {int: int, float: float}.get(type(default)) if default is not None else None
+            if field.type in ("int | None", "int"):
+                kind = int
+            elif field.type in ("float | None", "float"):
+                kind = float
+            parser.add_argument(flag, type=kind or str, help=help_text)
+    # ArgumentDefaultsHelpFormatter would print "(default: ==SUPPRESS==)"; the text above says it.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Merge `--config` (if any) with the flags given; raises ConfigError."""
+    given = {key: value for key, value in vars(args).items() if key in _field_names()}
+    if "model_kwargs" in given:
+        given["model_kwargs"] = _parse_model_kwargs(given["model_kwargs"])
+    base = RunConfig.from_json(args.config) if getattr(args, "config", None) else RunConfig()
+    values = base.to_dict()
+    if "model" in given and given["model"] != base.model and getattr(args, "config", None):
+        # Another model's recipe does not carry over: recipe fields go back to "from the model".
+        for name in _RECIPE_FIELDS:
+            values[name] = None
+        values["model_kwargs"] = {}
+    values.update(given)
+    return RunConfig.from_dict(values)
+
+
+def parse_config(argv=None, prog=None, description=None) -> tuple[RunConfig, argparse.Namespace]:
+    """Parse argv into a resolved RunConfig; a bad value exits 2 with one line."""
+    parser = build_parser(prog, description)
+    args = parser.parse_args(argv)
+    try:
+        return config_from_args(args).resolve(), args
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def _field_names():
+    return {field.name for field in dataclasses.fields(RunConfig)}
+
+
+def fail(message: str, code: int = 1, prog: str | None = None) -> None:
+    """End a command with one sentence and a non-zero status."""
+    prog = prog or (sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "keras_cnns")
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    raise SystemExit(code)

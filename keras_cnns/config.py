@@ -1,0 +1,211 @@
+"""RunConfig: the one object that drives a run, from flags or JSON to the manifest.
+
+Fields left as None take the model's recipe from the registry (`resolve()`), so
+`--model lenet` and `--model alexnet` each get a recipe that meets the
+project's targets on the embedded `digits` data set. A resolved config is what
+`config.json` and the export manifest record, and what `--config` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from keras_cnns.models import get_model_entry, list_models
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+MIXED_PRECISION = ("off", "auto", "float16", "bfloat16")
+# Fields that say where a run lives, not what it computes: excluded from the run's identity.
+_PLACEMENT_FIELDS = ("run_dir", "resume", "output")
+
+
+class ConfigError(ValueError):
+    """A run configuration a user gave that cannot run; the message is one sentence."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run depends on.
+
+    The learning rate is for the global batch (`batch_size`, summed over every
+    replica and worker). It is not rescaled when replicas are added: to keep a
+    recipe's dynamics at k times the batch, multiply `lr` by k (the linear
+    scaling rule of Goyal et al., 2017) and keep the warmup.
+    """
+
+    model: str = "alexnet"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    schedule: str = "cosine"
+    warmup_epochs: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    dropout: float | None = None
+    width: float | None = None
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    augment: str | None = None
+    seed: int = 0
+    deterministic: bool = False
+    mixed_precision: str = "off"
+    jit_compile: bool = True
+    steps_per_execution: int = 0
+    early_stopping: int = 0
+    strategy: str = "auto"
+    output: str | None = None
+    run_dir: str = "runs"
+    resume: str | None = None
+
+    def __post_init__(self):
+        _validate(self)
+
+    # -- recipe ---------------------------------------------------------------
+    def resolve(self) -> RunConfig:
+        """Fill every None field from the model's registry recipe and options."""
+        entry = get_model_entry(self.model)
+        recipe = dict(entry.recipe)
+        filled = {}
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) is not None:
+                continue
+            if field.name in recipe:
+                filled[field.name] = recipe[field.name]
+            elif field.name in entry.options:
+                filled[field.name] = entry.options[field.name]
+        return dataclasses.replace(self, **filled)
+
+    def model_options(self) -> dict[str, Any]:
+        """Options for `build_model`: dropout and width, then `model_kwargs`."""
+        options = {"dropout": self.dropout, "width": self.width, **self.model_kwargs}
+        return {key: value for key, value in options.items() if value is not None}
+
+    # -- identity and serialisation -------------------------------------------
+    def identity(self) -> str:
+        """A short hash of what the run computes, to find an unfinished run of the same command."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in _PLACEMENT_FIELDS}
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown config field {', '.join(map(repr, unknown))}.")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunConfig:
+        """Read a config file, an export's `manifest.json` or a tuner's `best.json`."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"Config file {path} does not exist.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"Config file {path} is not valid JSON ({error}).") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"Config file {path} does not hold a JSON object.")
+        # A manifest (or a tuner's best.json) nests the run config under "config".
+        if isinstance(values.get("config"), dict):
+            values = values["config"]
+        return cls.from_dict(values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate(config: RunConfig) -> None:
+    def fail(message):
+        raise ConfigError(message)
+
+    def check_choice(name, choices):
+        value = getattr(config, name)
+        if value is not None and value not in choices:
+            fail(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+    def check_int(name, low):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            fail(f"{name} must be an integer, got {value!r}.")
+        if value is not None and value < low:
+            fail(f"{name} must be at least {low}, got {value}.")
+
+    def check_float(name, low, high, *, low_open=False, high_open=True):
+        value = getattr(config, name)
+        if value is None:
+            return
+        if not _is_number(value) or not math.isfinite(value):
+            fail(f"{name} must be a finite number, got {value!r}.")
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            upper = "inf" if high is None else high
+            fail(f"{name} must be in {left}{low}, {upper}{right}, got {value}.")
+
+    if config.model not in list_models():
+        fail(f"Unknown model '{config.model}'; known models are: {', '.join(list_models())}.")
+    entry = get_model_entry(config.model)
+    if not isinstance(config.dataset, str) or not config.dataset:
+        fail(f"dataset must be a non-empty name, got {config.dataset!r}.")
+    check_int("image_size", 1)
+    if config.image_size is not None and config.image_size < entry.min_image_size:
+        fail(f"{config.model} needs image_size >= {entry.min_image_size}, got {config.image_size}.")
+    check_int("epochs", 1)
+    check_int("batch_size", 1)
+    check_int("seed", 0)
+    check_int("steps_per_execution", 0)
+    check_int("early_stopping", 0)
+    check_choice("optimizer", OPTIMIZERS)
+    check_choice("schedule", SCHEDULES)
+    check_choice("strategy", STRATEGIES)
+    check_choice("mixed_precision", MIXED_PRECISION)
+    check_float("lr", 0.0, None, low_open=True)
+    check_float("warmup_epochs", 0.0, None)
+    check_float("weight_decay", 0.0, None)
+    check_float("momentum", 0.0, 1.0)
+    check_float("label_smoothing", 0.0, 1.0)
+    check_float("dropout", 0.0, 1.0)
+    check_float("width", 0.0, None, low_open=True)
+    if (
+        config.epochs is not None
+        and config.warmup_epochs is not None
+        and config.warmup_epochs >= config.epochs
+    ):
+        fail(f"warmup_epochs ({config.warmup_epochs}) must be below epochs ({config.epochs}).")
+    if not isinstance(config.model_kwargs, dict):
+        fail(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
+    misplaced = sorted(set(config.model_kwargs) & {"dropout", "width"})
+    if misplaced:
+        fail(f"Set {misplaced[0]} with its own flag (--{misplaced[0]}), not in model_kwargs.")
+    unknown = sorted(set(config.model_kwargs) - set(entry.options))
+    if unknown:
+        fail(
+            f"Model '{config.model}' has no option {unknown[0]!r}; "
+            f"its options are: {', '.join(entry.options)}."
+        )
+    for name in ("deterministic", "jit_compile"):
+        if not isinstance(getattr(config, name), bool):
+            fail(f"{name} must be true or false, got {getattr(config, name)!r}.")

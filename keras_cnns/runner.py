@@ -1,0 +1,72 @@
+"""What the command lines share: quiet start-up and one-sentence failures."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import threading
+from contextlib import contextmanager
+
+# TensorFlow's native libraries log before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
+# cannot silence them: informational lines, and CUDA probes on machines without a GPU.
+_NATIVE_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog"
+    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+    rb"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
+)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter off stderr; call before TensorFlow is imported.
+
+    Set KERAS_CNNS_NATIVE_LOGS=1 to see every native log line.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("KERAS_CNNS_NATIVE_LOGS") == "1":
+        return
+    read_fd, write_fd = os.pipe()
+    original = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump():
+        with os.fdopen(read_fd, "rb") as lines:
+            for line in lines:
+                if not _NATIVE_NOISE.match(line):
+                    os.write(original, line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def restore():
+        sys.stderr.flush()
+        os.dup2(original, 2)  # drops the pipe's last writer, so the pump reads to the end
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+
+
+@contextmanager
+def user_errors(prog: str):
+    """Turn the errors a user can cause into one sentence on stderr and a non-zero exit.
+
+    Configuration errors exit with 2 (like argparse), data, export and
+    divergence errors with 1. Anything else is a bug and keeps its traceback.
+    """
+    from keras_cnns.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted; re-run the same command to resume.\n")
+        raise SystemExit(130) from None
+    except Exception as error:
+        if type(error).__name__ in {"DataError", "ExportError", "TrainingDivergedError"}:
+            sys.stderr.write(f"{prog}: error: {error}\n")
+            raise SystemExit(1) from None
+        raise

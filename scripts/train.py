@@ -1,0 +1,38 @@
+"""Train a model and export it: `python scripts/train.py --model alexnet`.
+
+Flags map one to one onto RunConfig fields (`--help` lists them with their
+defaults); `--config run.json` loads a config, an export's manifest or a
+tuner's best.json, and flags beside it override it.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from keras_cnns.runner import quiet_tensorflow, user_errors  # noqa: E402
+
+quiet_tensorflow()
+
+
+def main(argv=None) -> int:
+    from keras_cnns.cli import parse_config
+
+    config, _ = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
+    with user_errors("train.py"):
+        from keras_cnns.training import train
+
+        result = train(config)
+        metrics = result.metrics
+        print()
+        print(
+            f"test accuracy  {metrics['test_accuracy']:.4f}  "
+            f"(loss {metrics['test_loss']:.4f}, {metrics['test_examples']} images)"
+        )
+        print(f"run directory  {result.run_dir}")
+        print(f"export         {result.export_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

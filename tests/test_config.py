@@ -1,0 +1,120 @@
+"""RunConfig: validation, recipes, JSON round trip and the flags built from it."""
+
+import dataclasses
+import json
+
+import pytest
+
+from keras_cnns.cli import build_parser, config_from_args, parse_config
+from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.models import get_model_entry
+
+
+def test_defaults_resolve_to_each_models_recipe():
+    for model in ("alexnet", "lenet"):
+        config = RunConfig(model=model).resolve()
+        recipe = get_model_entry(model).recipe
+        assert config.image_size == recipe["image_size"]
+        assert config.lr == recipe["lr"]
+        assert config.epochs == recipe["epochs"]
+        assert config.dropout == get_model_entry(model).options["dropout"]
+        assert None not in (config.batch_size, config.optimizer, config.width, config.augment)
+
+
+def test_json_round_trip(tmp_path):
+    config = RunConfig(model="lenet", lr=0.01, model_kwargs={"activation": "relu"}).resolve()
+    path = tmp_path / "run.json"
+    config.to_json(path)
+    assert RunConfig.from_json(path) == config
+
+
+def test_manifest_style_file_is_read_from_its_config_key(tmp_path):
+    config = RunConfig(model="lenet", dropout=0.2).resolve()
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"config": config.to_dict(), "metrics": {}}))
+    assert RunConfig.from_json(path) == config
+
+
+def test_identity_ignores_where_a_run_lives():
+    config = RunConfig(model="lenet").resolve()
+    moved = dataclasses.replace(config, run_dir="elsewhere", output="x", resume=None)
+    assert moved.identity() == config.identity()
+    assert dataclasses.replace(config, lr=0.5).identity() != config.identity()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("model", "vgg", "Unknown model 'vgg'"),
+        ("image_size", 40, "needs image_size >= 63"),
+        ("epochs", 0, "epochs must be at least 1"),
+        ("batch_size", 2.5, "batch_size must be an integer"),
+        ("lr", float("nan"), "lr must be a finite number"),
+        ("lr", 0.0, "lr must be in (0.0, inf)"),
+        ("dropout", 1.0, "dropout must be in [0.0, 1.0)"),
+        ("width", 0.0, "width must be in (0.0, inf)"),
+        ("optimizer", "lamb", "optimizer must be one of"),
+        ("strategy", "tpu", "strategy must be one of"),
+        ("label_smoothing", -0.1, "label_smoothing must be in"),
+        ("model_kwargs", {"pooling": "max"}, "has no option 'pooling'"),
+        ("model_kwargs", {"width": 2}, "Set width with its own flag"),
+    ],
+)
+def test_bad_values_are_one_sentence(field, value, fragment):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**{field: value})
+    assert fragment in str(info.value)
+    assert str(info.value).endswith(".")
+
+
+def test_unknown_field_in_a_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"model": "lenet", "learning_rate": 0.1}')
+    with pytest.raises(ConfigError, match="Unknown config field 'learning_rate'"):
+        RunConfig.from_json(path)
+
+
+def test_flags_carry_field_names_and_override_a_config_file(tmp_path):
+    base = RunConfig(model="lenet", lr=0.01, epochs=3, dropout=0.1).resolve()
+    path = tmp_path / "base.json"
+    base.to_json(path)
+    config, _ = parse_config(
+        [
+            "--config",
+            str(path),
+            "--lr",
+            "0.05",
+            "--batch-size",
+            "32",
+            "--model-kwargs",
+            "activation=relu",
+            "pooling=max",
+            "--no-jit-compile",
+        ]
+    )
+    assert config.lr == 0.05 and config.batch_size == 32 and config.epochs == 3
+    assert config.dropout == 0.1
+    assert config.model_kwargs == {"activation": "relu", "pooling": "max"}
+    assert config.jit_compile is False
+
+
+def test_switching_model_on_top_of_a_config_takes_the_new_models_recipe(tmp_path):
+    path = tmp_path / "lenet.json"
+    RunConfig(model="lenet").resolve().to_json(path)
+    args = build_parser().parse_args(["--config", str(path), "--model", "alexnet"])
+    assert config_from_args(args).resolve().image_size == 64
+
+
+def test_every_field_has_a_flag_with_its_default_in_help():
+    text = build_parser().format_help()
+    for field in dataclasses.fields(RunConfig):
+        assert "--" + field.name.replace("_", "-") in text
+    assert "(default: from the model's recipe (alexnet: 64, lenet: 28))" in " ".join(text.split())
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_config(["--dropout", "1.5"], prog="train.py")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["train.py: error: dropout must be in [0.0, 1.0), got 1.5."]

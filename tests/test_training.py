@@ -1,0 +1,262 @@
+"""The trainer end to end: run directory, export, strategies, resume, divergence, CLI errors."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+# A LeNet small enough that each subprocess spends its time starting TensorFlow, not training.
+TINY = [
+    "--model",
+    "lenet",
+    "--dataset",
+    "synthetic",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "2",
+    "--no-jit-compile",
+]
+
+
+def run(args, cwd, timeout=240, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs
+    )
+
+
+def python_snippet(code: str, cwd, env=None, timeout=240):
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_main_job_writes_run_directory_and_export(tmp_path):
+    result = run([*TRAIN, *TINY, "--output", "exports/tiny"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and "Epoch 2/2" in result.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("lenet-synthetic-")
+    for name in ("config.json", "history.csv", "metrics.json", "curves.png", "confusion.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "checkpoints" / "best.weights.h5").is_file()
+    assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["per_class_accuracy"]) == 10
+    manifest = json.loads((tmp_path / "exports/tiny/manifest.json").read_text())
+    assert manifest["config"]["model"] == "lenet" and manifest["config"]["image_size"] == 16
+    assert manifest["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert (tmp_path / "exports/tiny/model.keras").is_file()
+    # History has one row per epoch, train and validation.
+    rows = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "val_accuracy" in rows[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--model", "resnet"], "Unknown model 'resnet'"),
+        (["--model", "alexnet", "--image-size", "32"], "needs image_size >= 63"),
+        (["--dropout", "1.2"], "dropout must be in [0.0, 1.0)"),
+        (["--batch-size", "0"], "batch_size must be at least 1"),
+        (["--epochs", "many"], "invalid int value: 'many'"),
+        (["--output", "exports/good"], "already exists"),
+        (["--augment", "wild"], "augment must be one of"),
+        (["--strategy", "multi_worker"], "needs TF_CONFIG"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line_and_touch_nothing(tmp_path, args, fragment):
+    good = tmp_path / "exports" / "good"
+    good.mkdir(parents=True)
+    (good / "manifest.json").write_text("{}")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = run([*TRAIN, *TINY, *args], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (good / "manifest.json").read_text() == "{}"
+
+
+def test_missing_data_dir_is_one_sentence(tmp_path):
+    result = run([*TRAIN, *TINY, "--dataset", "folder", "--data-dir", "nowhere"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "nowhere" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_divergence_stops_cleanly_and_exports_nothing(tmp_path):
+    result = run(
+        [
+            *TRAIN,
+            *TINY,
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--schedule",
+            "constant",
+            "--warmup-epochs",
+            "0",
+            "--model-kwargs",
+            "activation=relu",
+            "--output",
+            "exports/nan",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "loss became" in result.stderr and "lower --lr" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "exports" / "nan").exists()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_backup(tmp_path):
+    args = [
+        *TRAIN,
+        "--model",
+        "lenet",
+        "--dataset",
+        "synthetic",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "25",
+        "--epochs",
+        "4",
+        "--no-jit-compile",
+        "--steps-per-execution",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.time() + 180
+    history = None
+    while time.time() < deadline and process.poll() is None:
+        histories = list((tmp_path / "runs").glob("*/history.csv"))
+        if histories and len(histories[0].read_text().strip().splitlines()) >= 2:
+            history = histories[0]
+            break
+        time.sleep(0.05)
+    assert history is not None, "the run never finished its first epoch"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run_dir = history.parent
+    assert not (run_dir / "metrics.json").exists()
+    epochs_done = len(history.read_text().strip().splitlines()) - 1
+    assert 1 <= epochs_done < 4
+
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming the unfinished run in runs/{run_dir.name}" in result.stdout
+    assert f"Epoch {epochs_done + 1}/4" in result.stdout
+    assert "Epoch 1/4" not in result.stdout
+    assert (run_dir / "metrics.json").exists()
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]
+    epochs = [line.split(",")[0] for line in history.read_text().strip().splitlines()[1:]]
+    assert epochs[-1] == "3"
+
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_cnns.config import RunConfig
+from keras_cnns.training import train
+config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=32, epochs=1,
+                   optimizer="sgd", lr=0.1, warmup_epochs=0, dropout=0.0, augment="none",
+                   jit_compile=False, deterministic=True, run_dir="runs")
+weights = {}
+for name, strategy in (
+    ("default", tf.distribute.get_strategy()),
+    ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+):
+    result = train(config, strategy=strategy, verbose=0, export=False)
+    assert result.metrics["replicas"] == (2 if name == "mirrored" else 1)
+    weights[name] = [w.tolist() for w in result.model.get_weights()]
+json.dump(weights, open("weights.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_cpus_matches_the_default_strategy(tmp_path):
+    process = python_snippet(MIRRORED, tmp_path)
+    _, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    weights = json.loads((tmp_path / "weights.json").read_text())
+    initial_gap = 0.0
+    for default, mirrored in zip(weights["default"], weights["mirrored"], strict=True):
+        np.testing.assert_allclose(np.array(mirrored), np.array(default), rtol=1e-4, atol=1e-5)
+        initial_gap = max(initial_gap, float(np.abs(np.array(default)).max()))
+    assert initial_gap > 0
+
+
+WORKER = """
+import json, sys
+from keras_cnns.config import RunConfig
+from keras_cnns.training import train
+config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=32, epochs=2,
+                   optimizer="sgd", lr=0.1, warmup_epochs=0, dropout=0.0, augment="light",
+                   jit_compile=False, strategy="multi_worker", run_dir="runs",
+                   output="exports/mw")
+result = train(config, verbose=0)
+assert result.metrics["strategy"] == "multi_worker", result.metrics
+assert result.metrics["replicas"] == 2, result.metrics
+json.dump([w.tolist() for w in result.model.get_weights()], open(sys.argv[-1], "w"))
+"""
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_on_localhost_keeps_workers_identical(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        code = WORKER.replace("sys.argv[-1]", repr(f"worker{index}.json"))
+        processes.append(python_snippet(code, tmp_path, env={"TF_CONFIG": tf_config}))
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    first, second = (json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2))
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+    # Only the chief (worker 0) wrote a run directory and an export.
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert (tmp_path / "exports" / "mw" / "manifest.json").exists()
