@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # write PNG files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -33,6 +34,7 @@ def plot_curves(history: dict[str, list[float]], path: str | Path, title: str = 
             if values:
                 axis.plot(epochs, values, marker="o", markersize=3, label=label)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()

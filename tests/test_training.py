@@ -71,6 +71,17 @@ def test_main_job_writes_run_directory_and_export(tmp_path):
     rows = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and "val_accuracy" in rows[0]
 
+    # evaluate.py scores the run (best checkpoint) and the export alike, and draws the matrix.
+    evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py")]
+    for target in (run_dir, tmp_path / "exports/tiny"):
+        result = run([*evaluate, str(target), "--confusion", "matrix.png"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"accuracy {metrics['test_accuracy']:.4f}" in result.stdout
+        assert (tmp_path / "matrix.png").stat().st_size > 0
+        (tmp_path / "matrix.png").unlink()
+    result = run([*evaluate, str(tmp_path / "exports"), "--dataset", "digits"], cwd=tmp_path)
+    assert result.returncode == 2 and "neither a run directory nor an export" in result.stderr
+
 
 @pytest.mark.parametrize(
     ("args", "fragment"),

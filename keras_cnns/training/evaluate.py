@@ -1,0 +1,91 @@
+"""Score a finished run or an export on a data set: `scripts/evaluate.py RUN_OR_EXPORT`.
+
+A run directory is scored with its best checkpoint (`checkpoints/best.weights.h5`), an
+export with its `model.keras`; both bring the RunConfig they were trained with, so the
+test split is preprocessed exactly as in training unless `--dataset` names another source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_cnns import data as data_lib
+from keras_cnns import reporting
+from keras_cnns.config import ConfigError, RunConfig
+
+
+def _load(path: Path) -> tuple[RunConfig, keras.Model]:
+    from keras_cnns.training.trainer import make_model
+
+    if (path / "manifest.json").is_file() and (path / "model.keras").is_file():
+        config = RunConfig.from_json(path / "manifest.json")
+        try:
+            model = keras.saving.load_model(path / "model.keras", safe_mode=True)
+        except Exception as error:  # a truncated or foreign file: say which, not how it broke
+            raise ConfigError(
+                f"{path / 'model.keras'} is not a loadable Keras model ({error})."
+            ) from None
+        return config, model
+    if (path / "config.json").is_file():
+        config = RunConfig.from_json(path / "config.json")
+        weights = path / "checkpoints" / "best.weights.h5"
+        if not weights.is_file():
+            raise ConfigError(f"Run {path} has no checkpoint yet ({weights} is missing).")
+        source = data_lib.load_source(config.dataset, config.data_dir)
+        info = source.info
+        model = make_model(
+            config, (config.image_size, config.image_size, info.channels), info.num_classes
+        )
+        model.load_weights(weights)
+        return config, model
+    raise ConfigError(f"{path} is neither a run directory nor an export.")
+
+
+def evaluate_path(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    confusion_png: str | Path | None = None,
+) -> dict:
+    """Accuracy, loss and per-class accuracy of a run or export; optionally a confusion PNG."""
+    from keras_cnns.training.trainer import evaluate
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist.")
+    config, model = _load(path)
+    if dataset is not None:
+        config = dataclasses.replace(config, dataset=dataset, data_dir=data_dir)
+    source = data_lib.load_source(config.dataset, config.data_dir)
+    info = source.info
+    expected = model.input_shape[-1], model.output_shape[-1]
+    if (info.channels, info.num_classes) != expected:
+        raise data_lib.DataError(
+            f"{config.dataset} has {info.channels} channel(s) and {info.num_classes} classes, "
+            f"but the model takes {expected[0]} and predicts {expected[1]}."
+        )
+    pipeline = data_lib.build_pipeline(
+        source,
+        split,
+        image_size=config.image_size,
+        batch_size=batch_size,
+        one_hot=info.num_classes,
+    )
+    metrics = evaluate(model, pipeline, info.class_names, config)
+    metrics["split"], metrics["dataset"] = split, config.dataset
+    if confusion_png is not None:
+        reporting.plot_confusion(
+            np.asarray(metrics["confusion_matrix"]),
+            list(info.class_names),
+            confusion_png,
+            f"{config.model} on {config.dataset} ({split}): accuracy "
+            f"{metrics['test_accuracy']:.4f}",
+        )
+    return metrics
