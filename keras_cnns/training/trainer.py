@@ -128,6 +128,28 @@ class _NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile: bool = True):
+    """The model and optimizer of a run, created in `strategy`'s scope and compiled for `fit`.
+
+    `scripts/benchmark.py` times exactly this, so its numbers are `train.py`'s.
+    """
+    input_shape = (config.image_size, config.image_size, info.channels)
+    with strategy.scope():
+        model = make_model(config, input_shape, info.num_classes)
+        optimizer = make_optimizer(config, steps)
+        if compile:
+            model.compile(
+                optimizer=optimizer,
+                loss=make_loss(config),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                jit_compile=config.jit_compile,
+                steps_per_execution=steps_per_execution(
+                    config, steps, strategy.num_replicas_in_sync
+                ),
+            )
+    return model, optimizer
+
+
 def load_data(config: RunConfig, num_replicas: int = 1):
     """The source and the train / validation / test pipelines of a run."""
     source = data_lib.load_source(config.dataset, config.data_dir)
@@ -187,20 +209,9 @@ def train(
         raise ConfigError(f"Export path {config.output} already exists; choose another --output.")
 
     steps = math.ceil(info.split_sizes["train"] / config.batch_size)
-    input_shape = (config.image_size, config.image_size, info.channels)
-    with strategy.scope():
-        model = make_model(config, input_shape, len(info.class_names))
-        optimizer = make_optimizer(config, steps)
-        if kind != "multi_worker":
-            model.compile(
-                optimizer=optimizer,
-                loss=make_loss(config),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                jit_compile=config.jit_compile,
-                steps_per_execution=steps_per_execution(
-                    config, steps, strategy.num_replicas_in_sync
-                ),
-            )
+    model, optimizer = build_for_training(
+        config, info, steps, strategy, compile=kind != "multi_worker"
+    )
 
     start = time.perf_counter()
     if kind == "multi_worker":

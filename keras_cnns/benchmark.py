@@ -1,0 +1,426 @@
+"""Side-by-side speed of our training path and the PyTorch reference, on this machine.
+
+    python scripts/benchmark.py --model alexnet --image-size 96
+
+Every case runs in a fresh child process (`python -m keras_cnns.benchmark --case ...`), and
+the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
+every case alike; the table reports medians and their ratios. The cases:
+
+- `ours_train`: what `train.py` runs. The model, optimizer, loss and compile settings come
+  from `build_for_training` and the batches from the trainer's own input pipeline
+  (`load_data`), timed through `fit` with `steps_per_epoch`, after a warm-up epoch.
+- `torch_nchw`, `torch_cl`: the PyTorch reference modules trained with the same optimizer
+  and hyperparameters, in the seed's NCHW layout and in channels_last, on an in-memory batch.
+- `ours_infer_b128`, `ours_infer_b1`: forward passes of the same model (batch 128 throughput,
+  batch 1 latency), and `torch_infer_b128` for comparison.
+- `pipeline`: the training input pipeline alone (decode, resize, augment, batch).
+- `gemm`: float32 matrix-multiply throughput, the peak that FLOP fractions are measured against.
+
+Training FLOPs are counted from the model's layers (2 * MACs per forward pass, times 3 for
+forward plus both backward products), so "of peak" is achieved FLOP/s over measured GEMM FLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = (
+    "ours_train",
+    "torch_nchw",
+    "torch_cl",
+    "pipeline",
+    "ours_infer_b128",
+    "ours_infer_b1",
+    "torch_infer_b128",
+    "gemm",
+)
+TRAINING_CASES = ("ours_train", "torch_nchw", "torch_cl")
+
+
+# -- child side: one case, one JSON line --------------------------------------------------------
+def _config(args):
+    from keras_cnns.config import RunConfig
+
+    fields = dict(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=100,
+        run_dir="/nonexistent",
+        strategy="default",
+    )
+    for name in ("jit_compile", "steps_per_execution", "mixed_precision", "augment"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    return RunConfig(**fields).resolve()
+
+
+def _case_ours(args, case):
+    import keras
+    import tensorflow as tf
+
+    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
+
+    config = _config(args)
+    set_precision(config.mixed_precision)
+    source, train_ds, _, _ = load_data(config)
+    strategy = tf.distribute.get_strategy()
+    model, _ = build_for_training(config, source.info, args.steps, strategy)
+    result = {"flops_forward": forward_flops(model)}
+    if case == "pipeline":
+        iterator = iter(train_ds)
+        next(iterator)
+        start = time.perf_counter()
+        for _ in range(args.steps * 5):
+            next(iterator)
+        result["img_s"] = args.steps * 5 * config.batch_size / (time.perf_counter() - start)
+        return result
+    if case.startswith("ours_infer"):
+        batch = 1 if case.endswith("b1") else config.batch_size
+        images = next(iter(train_ds))[0][:batch]
+        forward = tf.function(lambda x: model(x, training=False), jit_compile=config.jit_compile)
+        calls = args.steps * (20 if batch == 1 else 2)
+        _time_calls(lambda: forward(images).numpy(), 3)
+        seconds = _time_calls(lambda: forward(images).numpy(), calls)
+        result.update(img_s=calls * batch / seconds, latency_ms=1000 * seconds / calls)
+        return result
+
+    times = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    epochs = 1 + args.epochs
+    model.fit(
+        train_ds,
+        epochs=epochs,
+        steps_per_epoch=args.steps,
+        verbose=0,
+        shuffle=False,
+        callbacks=[EpochTimer()],
+    )
+    seconds = statistics.median(times[1:])  # the first epoch traces and compiles
+    result.update(
+        img_s=args.steps * config.batch_size / seconds,
+        jit_compile=config.jit_compile,
+        optimizer=config.optimizer,
+        steps_per_execution=model.steps_per_execution,
+    )
+    return result
+
+
+def _case_torch(args, case):
+    import torch
+
+    from keras_cnns.data import load_source
+    from keras_cnns.reference import build_reference
+
+    config = _config(args)
+    info = load_source(config.dataset, config.data_dir).info
+    channels, size = info.channels, config.image_size
+    model = build_reference(
+        config.model,
+        input_shape=(size, size, channels),
+        num_classes=info.num_classes,
+        **config.model_options(),
+    )
+    images = torch.rand(config.batch_size, channels, size, size)
+    labels = torch.randint(0, info.num_classes, (config.batch_size,))
+    if case in ("torch_cl", "torch_infer_b128"):
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    if case == "torch_infer_b128":
+        model.eval()
+        with torch.no_grad():
+            _time_calls(lambda: model(images), 3)
+            calls = args.steps * 2
+            seconds = _time_calls(lambda: model(images), calls)
+        return {"img_s": calls * config.batch_size / seconds, "threads": torch.get_num_threads()}
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+        )
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    else:
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(images), labels).backward()
+        optimizer.step()
+
+    _time_calls(step, 3)
+    times = [_time_calls(step, args.steps) for _ in range(args.epochs)]
+    return {
+        "img_s": args.steps * config.batch_size / statistics.median(times),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _case_gemm(args):
+    import numpy as np
+    import tensorflow as tf
+
+    n = 2048
+    a = tf.constant(np.random.rand(n, n).astype("float32"))
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    _time_calls(lambda: matmul(a).numpy(), 2)
+    calls = 10
+    seconds = _time_calls(lambda: matmul(a).numpy(), calls)
+    return {"gflop_s": 2 * n**3 * calls / seconds / 1e9}
+
+
+def _time_calls(fn, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
+
+
+def forward_flops(model) -> int:
+    """2 * multiply-adds of one image's forward pass through the conv and dense layers."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            kernel_h, kernel_w = layer.kernel_size
+            total += 2 * height * width * filters * kernel_h * kernel_w * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def run_case(args) -> dict:
+    from keras_cnns.runner import quiet_tensorflow
+
+    quiet_tensorflow()
+    if args.case == "gemm":
+        result = _case_gemm(args)
+    elif args.case.startswith("torch"):
+        result = _case_torch(args, args.case)
+    else:
+        result = _case_ours(args, args.case)
+    result["case"] = args.case
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+# -- parent side: interleave, collect, tabulate ---------------------------------------------------
+def device_description() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "python": platform.python_version()}
+
+
+def _child_args(args, case) -> list[str]:
+    argv = [sys.executable, "-m", "keras_cnns.benchmark", "--case", case]
+    for name in (
+        "model",
+        "image_size",
+        "batch_size",
+        "dataset",
+        "data_dir",
+        "steps",
+        "epochs",
+        "steps_per_execution",
+        "mixed_precision",
+        "augment",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            argv += ["--" + name.replace("_", "-"), str(value)]
+    if args.jit_compile is not None:
+        argv.append("--jit-compile" if args.jit_compile else "--no-jit-compile")
+    return argv
+
+
+def run_all(args) -> dict:
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        raise SystemExit(
+            f"benchmark.py: error: unknown case {unknown[0]!r}; cases: {', '.join(CASES)}."
+        )
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
+    for repeat in range(args.repeats):
+        for case in cases:
+            proc = subprocess.run(
+                _child_args(args, case), capture_output=True, text=True, env=env, check=False
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                print(f"  {case}: failed ({tail})", file=sys.stderr, flush=True)
+                continue
+            result = json.loads(lines[-1])
+            runs[case].append(result)
+            rate = result.get("img_s", result.get("gflop_s"))
+            print(f"  repeat {repeat + 1}/{args.repeats} {case:>17}: {rate:,.1f}", flush=True)
+    return summarise(runs, args)
+
+
+def summarise(runs: dict, args) -> dict:
+    summary = {}
+    for case, results in runs.items():
+        if not results:
+            continue
+        key = "gflop_s" if case == "gemm" else "img_s"
+        values = [r[key] for r in results]
+        summary[case] = {
+            "median": statistics.median(values),
+            "runs": values,
+            "unit": key,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            **{k: v for k, v in results[-1].items() if k not in (key, "case", "peak_rss_mb")},
+        }
+    ours = summary.get("ours_train", {}).get("median")
+    ratios = {}
+    for base in ("torch_cl", "torch_nchw"):
+        if ours and base in summary:
+            ratios[f"ours_train / {base}"] = ours / summary[base]["median"]
+    if ours and "pipeline" in summary:
+        ratios["pipeline / ours_train"] = summary["pipeline"]["median"] / ours
+    flops = next((s.get("flops_forward") for s in summary.values() if s.get("flops_forward")), None)
+    peak = summary.get("gemm", {}).get("median")
+    if flops and peak:
+        for case in TRAINING_CASES:
+            if case in summary:
+                achieved = summary[case]["median"] * 3 * flops / 1e9
+                summary[case]["gflop_s"] = achieved
+                summary[case]["of_gemm_peak"] = achieved / peak
+    return {
+        "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+        "model": args.model,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "dataset": args.dataset,
+        "repeats": args.repeats,
+        "device": device_description(),
+        "training_gflop_per_image": 3 * flops / 1e9 if flops else None,
+        "cases": summary,
+        "ratios": ratios,
+    }
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        f"{report['model']} @ {report['image_size']}px, batch {report['batch_size']}, "
+        f"{report['dataset']} data, median of {report['repeats']} interleaved repeats",
+        f"device: {report['device']['cpu']} ({report['device']['cores']} cores)"
+        + (f", GPUs: {', '.join(report['device']['gpus'])}" if report["device"]["gpus"] else ""),
+        "",
+        "| case | median | runs | of GEMM peak | peak RSS |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for case, stats in report["cases"].items():
+        unit = "GFLOP/s" if stats["unit"] == "gflop_s" else "img/s"
+        runs = ", ".join(f"{v:,.0f}" for v in stats["runs"])
+        median = f"{stats['median']:,.1f} {unit}"
+        if "latency_ms" in stats and case.endswith("b1"):
+            median += f" ({stats['latency_ms']:.2f} ms)"
+        peak = f"{stats['of_gemm_peak']:.0%}" if "of_gemm_peak" in stats else ""
+        lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB |")
+    lines.append("")
+    for name, value in report["ratios"].items():
+        lines.append(f"{name}: {value:.2f}x")
+    if report.get("training_gflop_per_image"):
+        lines.append(f"training cost: {report['training_gflop_per_image']:.3f} GFLOP per image")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="alexnet")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--data-dir")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per timed epoch (default: 20 for alexnet, 200 for lenet)",
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--steps-per-execution", type=int)
+    parser.add_argument("--mixed-precision")
+    parser.add_argument("--augment")
+    parser.add_argument("--json", help="write the report here (default: runs/benchmarks/...)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.steps is None:
+        args.steps = 20 if args.model == "alexnet" else 200
+    if args.case:
+        print(json.dumps(run_case(args)), flush=True)
+        return 0
+    print(
+        f"benchmarking {args.model} @ {args.image_size}px on {device_description()['cpu']}",
+        flush=True,
+    )
+    report = run_all(args)
+    table = format_table(report)
+    print()
+    print(table)
+    path = Path(args.json or f"runs/benchmarks/{args.model}-{args.image_size}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report["table"] = table
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nreport: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
