@@ -34,9 +34,9 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,10 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
     if output.exists():
         raise ExportError(f"Export path {output} already exists; choose another --output.")
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    # Not mkdtemp: its directory is private, and an export is meant to be read by servers too;
+    # mkdir applies the umask, and fails rather than share a name.
+    tmp_dir = output.parent / f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_dir.mkdir()
     try:
         manifest = write_contents(tmp_dir)
         manifest["files"] = {
@@ -141,10 +144,6 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
         }
         text = json.dumps(manifest, indent=2, sort_keys=True, default=_json_default)
         (tmp_dir / MANIFEST_FILE).write_text(text + "\n")
-        # mkdtemp makes the directory private; an export is meant to be read by servers too.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_dir, 0o777 & ~umask)
         # rename() is atomic on one filesystem and fails if a non-empty `output` appeared
         # meanwhile (an empty one is replaced, which loses nothing).
         os.rename(tmp_dir, output)
@@ -216,8 +215,9 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
     def serve(inputs):
         return tf.cast(model(inputs, training=False), tf.float32)
 
+    # No archive.track(model): the endpoints capture the variables already, and tracking them
+    # too would store every weight twice (Keras's variables and the tf.Variables inside them).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint("serving_default", serving_default, input_signature=[
         tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
     archive.add_endpoint("serve", serve, input_signature=[

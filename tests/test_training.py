@@ -65,7 +65,7 @@ def test_main_job_writes_run_directory_and_export(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["per_class_accuracy"]) == 10
     manifest = json.loads((tmp_path / "exports/tiny/manifest.json").read_text())
     assert manifest["config"]["model"] == "lenet" and manifest["config"]["image_size"] == 16
-    assert manifest["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert manifest["metrics"]["keras_test_accuracy"] == metrics["test_accuracy"]
     assert (tmp_path / "exports/tiny/model.keras").is_file()
     # History has one row per epoch, train and validation.
     rows = (run_dir / "history.csv").read_text().strip().splitlines()

@@ -1,0 +1,246 @@
+"""Verify an export with TensorFlow and numpy alone: `python scripts/verify.py EXPORT`.
+
+Checks, in order, and stops at the first failure with one sentence on stderr (exit 1):
+  1. every file's sha256 against the manifest (none missing, none added);
+  2. the golden probabilities of the probe images, through `serving_default`;
+  3. the test accuracy (exactly) and loss, through `serving_default` on the stored test split,
+     or on `--data FILE.npz` (arrays `images`, `labels`) when the export could not store it.
+
+It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
+wherever TensorFlow is; it repeats `keras_cnns.export.score` to do so, and must agree with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+
+FORMAT_VERSION = 2
+# Fixed here, not read from the manifest, which is what a tamperer would edit.
+GOLDEN_TOLERANCE = 1e-6
+LOSS_TOLERANCE = 1e-6
+PROG = "verify.py"
+
+
+class VerifyError(Exception):
+    """What differs, in one sentence."""
+
+
+def _quiet_native_logs() -> None:
+    """Drop TensorFlow's native start-up lines (they precede absl, so TF_CPP_MIN_LOG_LEVEL
+    misses them); a stand-alone copy of keras_cnns.runner.quiet_tensorflow."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    noise = re.compile(rb"^(WARNING: All log messages before absl|[IW]\d{4} |E\d{4} .*cuInit)")
+    read_fd, write_fd = os.pipe()
+    original = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump():
+        with os.fdopen(read_fd, "rb") as lines:
+            for line in lines:
+                if not noise.match(line):
+                    os.write(original, line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+
+    def restore():  # let the pump pass on the last lines (our own error among them)
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+
+
+def import_tensorflow():
+    """TensorFlow, without Keras: TF 2.21 imports keras.src.optimizers eagerly when it is
+    installed; marking it absent proves the SavedModel needs no Keras (and starts 2x faster)."""
+    if "tensorflow" not in sys.modules:
+        for name in ("keras", "tf_keras", "keras_cnns"):
+            sys.modules.setdefault(name, None)
+    import tensorflow as tf
+
+    return tf
+
+
+def score(probabilities, classes, labels, label_smoothing, epsilon):
+    """keras_cnns.export.score, repeated: (correct, loss)."""
+    import numpy as np
+
+    labels = np.asarray(labels, dtype=np.int64)
+    targets = np.full(probabilities.shape, label_smoothing / probabilities.shape[-1])
+    targets[np.arange(len(labels)), labels] += 1.0 - label_smoothing
+    clipped = np.clip(probabilities.astype(np.float64), epsilon, 1.0)
+    return int(np.sum(classes == labels)), float(np.mean(-np.sum(targets * np.log(clipped), -1)))
+
+
+def content_sha256(images, labels) -> str:
+    """keras_cnns.export.content_sha256, repeated."""
+    import numpy as np
+
+    digest = hashlib.sha256(f"{images.shape}:{labels.shape};".encode())
+    digest.update(np.ascontiguousarray(images, dtype=np.uint8).data)
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").data)
+    return digest.hexdigest()
+
+
+def run_serving(tf, signature, images, batch_size):
+    import numpy as np
+
+    probabilities, classes = [], []
+    for start in range(0, len(images), batch_size):
+        out = signature(images=tf.constant(images[start:start + batch_size]))
+        probabilities.append(out["probabilities"].numpy())
+        classes.append(out["classes"].numpy())
+    return np.concatenate(probabilities), np.concatenate(classes)
+
+
+def read_manifest(export: Path) -> dict:
+    if not export.is_dir():
+        raise VerifyError(f"Export {export} does not exist.")
+    try:
+        manifest = json.loads((export / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise VerifyError(f"Export {export} has no manifest.json.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise VerifyError(f"The manifest of export {export} is not valid JSON.") from None
+    missing = [key for key in ("files", "golden", "evaluation", "metrics") if key not in manifest]
+    if manifest.get("format_version", 0) < FORMAT_VERSION or missing:
+        raise VerifyError(f"The manifest of export {export} predates verifiable exports "
+                          f"(format_version {manifest.get('format_version')}).")
+    return manifest
+
+
+def check_files(export: Path, recorded: dict) -> str:
+    for name, expected in sorted(recorded.items()):
+        path = export / name
+        if not path.is_file():
+            raise VerifyError(f"File {name} listed in the manifest is missing.")
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise VerifyError(f"File {name} does not match its sha256 in the manifest.")
+    present = {p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file()}
+    extra = sorted(present - set(recorded) - {"manifest.json"})
+    if extra:
+        raise VerifyError(f"File {extra[0]} is in the export but not in its manifest.")
+    return f"{len(recorded)} files match their sha256"
+
+
+def load_split(path: Path, what: str):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return arrays["images"], arrays["labels"]
+    except (OSError, KeyError, ValueError) as error:
+        raise VerifyError(f"{what} {path} is not an .npz with images and labels ({error}).") \
+            from None
+
+
+def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
+    import numpy as np
+
+    golden = manifest["golden"]
+    indices = np.asarray(golden["indices"], dtype=np.int64)
+    if golden.get("images_file"):
+        images, _ = load_split(export / golden["images_file"], "Golden file")
+    else:
+        images = test_set[0][indices]
+    expected = np.asarray(golden["probabilities"], dtype=np.float64)
+    got, _ = run_serving(tf, signature, images, max(1, len(images)))
+    if got.shape != expected.shape:
+        raise VerifyError(f"The golden probabilities have shape {expected.shape} in the manifest "
+                          f"but the SavedModel gives {got.shape}.")
+    diff = np.abs(got - expected)
+    if diff.max(initial=0.0) > GOLDEN_TOLERANCE:
+        row, col = np.unravel_index(diff.argmax(), diff.shape)
+        raise VerifyError(
+            f"Golden probability {col} of probe image {row} (test index {indices[row]}) is "
+            f"{expected[row, col]:.8g} in the manifest but the SavedModel gives "
+            f"{got[row, col]:.8g}.")
+    return f"{len(indices)} probe images within {GOLDEN_TOLERANCE:g} (max diff {diff.max():.2g})"
+
+
+def check_accuracy(tf, signature, manifest: dict, test_set) -> str:
+    evaluation, metrics = manifest["evaluation"], manifest["metrics"]
+    images, labels = test_set
+    if content_sha256(images, labels) != evaluation["content_sha256"]:
+        raise VerifyError("The test images are not the ones the export was scored on.")
+    probabilities, classes = run_serving(tf, signature, images, evaluation["batch_size"])
+    correct, loss = score(probabilities, classes, labels, evaluation["label_smoothing"],
+                          evaluation["loss_epsilon"])
+    accuracy = correct / len(labels)
+    if accuracy != metrics["test_accuracy"]:
+        raise VerifyError(f"The test accuracy is {metrics['test_accuracy']} in the manifest "
+                          f"but the SavedModel scores {accuracy} ({correct}/{len(labels)}).")
+    if abs(loss - metrics["test_loss"]) > LOSS_TOLERANCE * max(1.0, abs(loss)):
+        raise VerifyError(f"The test loss is {metrics['test_loss']} in the manifest but the "
+                          f"SavedModel gives {loss}.")
+    return f"{accuracy:.4f} ({correct}/{len(labels)}), loss {loss:.4f}, as in the manifest"
+
+
+def verify(export: Path, data: Path | None = None) -> list[str]:
+    """Run every check; return the report lines, or raise VerifyError at the first failure."""
+    lines = []
+
+    def ok(what, detail):
+        lines.append(f"  ok    {what:<9} {detail}")
+        print(lines[-1], flush=True)
+
+    manifest = read_manifest(export)
+    ok("manifest", f"format {manifest['format_version']}, "
+       f"{manifest.get('config', {}).get('model')} on {manifest.get('dataset', {}).get('name')}")
+    ok("files", check_files(export, manifest["files"]))
+    tf = import_tensorflow()
+    try:
+        signature = tf.saved_model.load(str(export)).signatures["serving_default"]
+    except Exception as error:  # any load failure is a verification failure
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VerifyError(f"The SavedModel in {export} cannot be loaded ({first}).") from None
+    evaluation = manifest["evaluation"]
+    test_set = None
+    if data is not None:
+        test_set = load_split(data, "--data")
+    elif evaluation.get("test_set"):
+        test_set = load_split(export / evaluation["test_set"], "Test set")
+    ok("golden", check_golden(tf, signature, export, manifest, test_set))
+    if test_set is None:
+        lines.append(f"  skip  accuracy  {evaluation.get('note') or 'no test split stored'}")
+        print(lines[-1], flush=True)
+    else:
+        ok("accuracy", check_accuracy(tf, signature, manifest, test_set))
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("export", type=Path, help="the export directory")
+    parser.add_argument("--data", type=Path, help="the test split as .npz (images, labels), "
+                        "for exports too large to store it")
+    args = parser.parse_args(argv)
+    print(f"{PROG}: {args.export}")
+    try:
+        verify(args.export, args.data)
+    except VerifyError as error:
+        print("FAIL")
+        sys.stdout.flush()
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    _quiet_native_logs()
+    sys.exit(main())
