@@ -135,6 +135,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         given["model_kwargs"] = _parse_model_kwargs(given["model_kwargs"])
     base = RunConfig.from_json(args.config) if getattr(args, "config", None) else RunConfig()
     values = base.to_dict()
+    # Where the recorded run lived is not part of what it computed: a re-run from its config
+    # (or its export's manifest) gets its own run directory and export path.
+    values.update(output=None, resume=None)
     if "model" in given and given["model"] != base.model and getattr(args, "config", None):
         # Another model's recipe does not carry over: recipe fields go back to "from the model".
         for name in _RECIPE_FIELDS:

@@ -2,7 +2,9 @@
 
 Flags map one to one onto RunConfig fields (`--help` lists them with their
 defaults); `--config run.json` loads a config, an export's manifest or a
-tuner's best.json, and flags beside it override it.
+tuner's best.json, and flags beside it override it. Given an export's
+manifest, the run retrains it and reports whether the result reproduces it
+(exit status 1 when it does not).
 """
 
 import sys
@@ -18,10 +20,13 @@ quiet_tensorflow()
 def main(argv=None) -> int:
     from keras_cnns.cli import parse_config
 
-    config, _ = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
+    config, args = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
     with user_errors("train.py"):
+        from keras_cnns.export import read_manifest
+        from keras_cnns.reproduce import compare, recorded_manifest
         from keras_cnns.training import train
 
+        reference = recorded_manifest(getattr(args, "config", None))
         result = train(config)
         metrics = result.metrics
         print()
@@ -31,6 +36,10 @@ def main(argv=None) -> int:
         )
         print(f"run directory  {result.run_dir}")
         print(f"export         {result.export_dir}")
+        if reference is not None and result.export_dir is not None:
+            matches, verdict = compare(reference, read_manifest(result.export_dir))
+            print(f"reproduction   {verdict}")
+            return 0 if matches else 1
     return 0
 
 
