@@ -48,6 +48,10 @@ def quiet_tensorflow() -> None:
     atexit.register(restore)
 
 
+# By name, so that importing this module stays free of TensorFlow.
+_USER_ERRORS = {"DataError", "ExportError", "TrainingDivergedError", "TuningError"}
+
+
 @contextmanager
 def user_errors(prog: str):
     """Turn the errors a user can cause into one sentence on stderr and a non-zero exit.
@@ -66,7 +70,7 @@ def user_errors(prog: str):
         sys.stderr.write(f"{prog}: interrupted; re-run the same command to resume.\n")
         raise SystemExit(130) from None
     except Exception as error:
-        if type(error).__name__ in {"DataError", "ExportError", "TrainingDivergedError"}:
+        if type(error).__name__ in _USER_ERRORS:
             sys.stderr.write(f"{prog}: error: {error}\n")
             raise SystemExit(1) from None
         raise

@@ -1,0 +1,313 @@
+"""Tuning: space files, tiny searches per model and tuner, resume, best.json into training,
+and keras-tuner's distributed mode with a chief and two workers on 127.0.0.1."""
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keras_cnns import tuning
+from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.models import list_models
+
+ROOT = Path(__file__).resolve().parent.parent
+TUNE = [sys.executable, str(ROOT / "scripts" / "tune.py")]
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+# Small images, one epoch, no XLA: each trial costs seconds, not the recipe's minutes.
+TINY = {"lenet": dict(image_size=16), "alexnet": dict(image_size=64)}
+TINY_FLAGS = ["--model", "lenet", "--image-size", "16", "--epochs", "1", "--warmup-epochs", "0",
+              "--no-jit-compile"]
+DONE = re.compile(r"\[(\S+)\] trial (\S+) done:")
+
+
+def tiny_config(model: str, **overrides) -> RunConfig:
+    values = dict(model=model, epochs=1, warmup_epochs=0, jit_compile=False, **TINY[model])
+    values.update(overrides)
+    return RunConfig(**values).resolve()
+
+
+def search(directory, model="lenet", max_trials=2, space=None, epochs=1, **kwargs):
+    config = kwargs.pop("config", None) or tiny_config(model)
+    space = space or tuning.load_space(tuning.default_space_path(model))
+    return tuning.run_search(config, space, directory=directory, max_trials=max_trials,
+                             epochs=epochs, log=lambda line: None, **kwargs)
+
+
+def trial_files(directory: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in (directory / "trials").glob("trial_*/trial.json")}
+
+
+def env(**extra) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    return {**clean, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+
+
+@pytest.fixture(scope="module")
+def lenet_search(tmp_path_factory):
+    """One finished two-trial LeNet search, shared by the tests that only read it."""
+    directory = tmp_path_factory.mktemp("lenet-search")
+    result = search(directory)
+    tuning.write_reports(result)
+    return result
+
+
+# -- space files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_every_model_has_a_valid_space_file(model):
+    space = tuning.load_space(tuning.default_space_path(model))
+    assert {"dropout", "width", "lr"} <= set(space.names)
+
+
+BAD_SPACES = [
+    ('{"depth": {"choices": [1, 2]}}', r"unknown hyperparameter 'depth'"),
+    ('{"dropout": {"min": 0.6, "max": 0.2}}', r"range \[0.6, 0.2\] is empty"),
+    ('{"dropout": {"min": 0.0, "max": 1.5}}', r"must lie in \[0, 1\)"),
+    ('{"dropout": {"min": 0.0, "max": 0.5, "stepp": 0.1}}', r"unknown key 'stepp'"),
+    ('{"dropout": {"min": 0.0, "max": 0.5, "step": 0.9}}', r"wider than the range"),
+    ('{"dropout": [0.1, 0.2]}', r"must be a range like"),
+    ('{"lr": {"min": 0, "max": 0.1}}', r"must be above 0"),
+    ('{"lr": {"min": 0.001}}', r"needs 'max'"),
+    ('{"width": {"choices": []}}', r"non-empty list"),
+    ('{"width": {"choices": [0.5, -1]}}', r"positive numbers"),
+    ('{"width": [0.5, 1.0]}', r"must be a list of choices"),
+    ('{"augment": {"choices": ["none", "wild"]}}', r"'wild' is not an augmentation policy"),
+    ("{}", r"tunes nothing"),
+    ("[1, 2]", r"must hold a JSON object"),
+    ("{not json", r"is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_SPACES)
+def test_bad_space_file_is_one_clear_sentence(tmp_path, text, expected):
+    path = tmp_path / "space.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as error:
+        tuning.load_space(path)
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(".") and str(path) in message
+
+
+def test_missing_space_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        tuning.load_space(tmp_path / "nope.json")
+
+
+def test_trial_config_is_a_runconfig_with_the_tuned_values():
+    space = tuning.space_from_dict({"dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
+                                    "width": {"choices": [1, 2]},
+                                    "augment": {"choices": ["none", "light"]}})
+    config = space.apply(tiny_config("lenet"),
+                         {"dropout": 0.30000000000000004, "width": 2.0, "augment": "none",
+                          "tuner/epochs": 3})
+    assert (config.dropout, config.width, config.augment) == (0.3, 2.0, "none")
+
+
+# -- searches -------------------------------------------------------------------------------
+
+
+def test_tiny_lenet_search_reports_every_trial(lenet_search):
+    result = lenet_search
+    assert [t.status for t in result.trials] == ["COMPLETED", "COMPLETED"]
+    assert result.ran == [t.trial_id for t in result.trials]
+    for trial in result.trials:
+        assert 0.0 <= trial.score <= 1.0 and trial.metrics["seconds"] > 0
+        assert set(trial.values) == {"dropout", "width", "lr"}
+    table = tuning.format_table(result)
+    assert "val_accuracy" in table and "time (s)" in table and len(table.splitlines()) == 3
+    for name in ("best.json", "results.csv", "results.png", "search.json"):
+        assert (result.directory / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_tiny_alexnet_search(tmp_path):
+    space = tuning.space_from_dict({"dropout": {"min": 0.2, "max": 0.6, "step": 0.1},
+                                    "width": {"choices": [0.125, 0.25]},
+                                    "lr": {"min": 3e-4, "max": 3e-3},
+                                    "augment": {"choices": ["none", "light"]}})
+    result = search(tmp_path, model="alexnet", space=space)
+    assert [t.status for t in result.trials] == ["COMPLETED", "COMPLETED"]
+    assert {"augment", "width"} <= set(result.best.values)
+
+
+@pytest.mark.filterwarnings("error:Skipping variable loading for optimizer")
+def test_hyperband_continues_models_and_caps_trials(tmp_path):
+    # max_epochs 3: bracket 1 trains 3 models for 1 epoch, then continues the best to 3.
+    assert tuning.hyperband_trials(3) == 6
+    result = search(tmp_path, tuner="hyperband", max_trials=4, epochs=3)
+    assert len(result.trials) == 4 and all(t.status == "COMPLETED" for t in result.trials)
+    assert sorted(t.metrics["epochs"] for t in result.trials) == [1, 1, 1, 3]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_bayesian_search_runs(tmp_path):
+    result = search(tmp_path, tuner="bayesian", max_trials=3)
+    assert [t.status for t in result.trials] == ["COMPLETED"] * 3
+
+
+def test_diverging_trials_fail_loudly_not_quietly(tmp_path):
+    space = tuning.space_from_dict({"lr": {"min": 1e8, "max": 1e9}})
+    with pytest.raises(tuning.TuningError, match=r"3 failed trials in a row.*loss became nan"):
+        search(tmp_path, space=space, max_trials=4)
+
+
+def test_trials_run_under_the_trainers_strategy(tmp_path):
+    from keras_cnns.training.strategy import make_strategy
+
+    strategy, kind = make_strategy("mirrored")  # over the CPU here, as the trainer's tests do
+    config = tiny_config("lenet", strategy="mirrored")
+    hypermodel = tuning.CNNHyperModel(config, tuning.load_space(tuning.default_space_path("lenet")),
+                                      strategy=strategy)
+    tuner = tuning.make_tuner(hypermodel, "random", 1, tmp_path, strategy=strategy)
+    assert kind == "mirrored" and tuner.distribution_strategy is strategy is hypermodel.strategy
+    result = search(tmp_path / "search", max_trials=1, config=config)
+    assert result.trials[0].status == "COMPLETED"
+
+
+def test_rerun_resumes_extends_and_overwrites(lenet_search, tmp_path):
+    directory = tmp_path / "search"
+    shutil.copytree(lenet_search.directory, directory)
+    before = trial_files(directory)
+
+    again = search(directory)  # finished: nothing to run
+    assert again.ran == [] and trial_files(directory) == before
+    more = search(directory, max_trials=3)  # a larger budget runs only the new trial
+    assert len(more.ran) == 1 and more.ran[0] not in before
+    assert {k: v for k, v in trial_files(directory).items() if k in before} == before
+
+    with pytest.raises(ConfigError, match=r"holds another search \(epochs 1 there, 2 here\)"):
+        search(directory, epochs=2)
+    fresh = search(directory, max_trials=1, overwrite=True)
+    assert len(fresh.trials) == 1 and fresh.ran == [fresh.trials[0].trial_id]
+    assert not (directory / "best.json").exists()  # the old search's result is gone
+
+
+def test_trial_finished_just_before_a_kill_is_not_run_again(lenet_search, tmp_path):
+    # The state a kill leaves between keras-tuner's two writes at the end of a trial:
+    # trial.json says COMPLETED, oracle.json still lists the trial as running.
+    directory = tmp_path / "search"
+    shutil.copytree(lenet_search.directory, directory)
+    oracle_file = directory / "trials" / "oracle.json"
+    state = json.loads(oracle_file.read_text())
+    state["ongoing_trials"] = {"tuner0": lenet_search.trials[-1].trial_id}
+    oracle_file.write_text(json.dumps(state))
+    assert search(directory).ran == []
+
+
+def test_best_json_round_trips_into_training(lenet_search, tmp_path):
+    from keras_cnns.export import read_manifest
+    from keras_cnns.training import train
+
+    best = lenet_search.best
+    config = RunConfig.from_json(lenet_search.directory / "best.json")
+    assert config == lenet_search.best_config() == best.config  # trials trained 1 epoch too
+    assert (config.dropout, config.width, config.lr) == (
+        best.values["dropout"], best.values["width"], best.values["lr"])
+    config = dataclasses.replace(config, run_dir=str(tmp_path / "runs"),
+                                 output=str(tmp_path / "export"))
+    result = train(config, verbose=0)
+    manifest = read_manifest(result.export_dir)
+    assert manifest["config"]["dropout"] == best.values["dropout"]
+    assert manifest["config"]["width"] == best.values["width"]
+
+
+# -- processes: kill and resume, chief and workers ------------------------------------------
+
+
+def wait_for_completed_trial(directory: Path, process, timeout=240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in (directory / "trials").glob("trial_*/trial.json"):
+            try:
+                if json.loads(path.read_text())["status"] == "COMPLETED":
+                    return
+            except (OSError, ValueError, KeyError):
+                pass  # being written
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    pytest.fail("no trial completed in time")
+
+
+def completed(directory: Path) -> dict[str, str]:
+    return {name: text for name, text in trial_files(directory).items()
+            if json.loads(text)["status"] == "COMPLETED"}
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_repeating_trials_then_retrains(tmp_path):
+    directory = tmp_path / "search"
+    command = [*TUNE, *TINY_FLAGS, "--epochs", "2", "--max-trials", "3", "--directory",
+               str(directory), "--run-dir", str(tmp_path / "runs")]
+    first = subprocess.Popen(command, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_for_completed_trial(directory, first)
+    first.kill()
+    first.communicate()
+    finished = completed(directory)
+    assert 1 <= len(finished) < 3
+
+    second = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stderr
+    rerun = {f"trial_{trial}" for _, trial in DONE.findall(second.stdout)}
+    assert not rerun & set(finished), "a finished trial ran again"
+    assert {k: completed(directory)[k] for k in finished} == finished
+    assert len(completed(directory)) == 3
+
+    best = json.loads((directory / "best.json").read_text())
+    train = subprocess.run([*TRAIN, "--config", str(directory / "best.json"), "--output",
+                            str(tmp_path / "export")], cwd=tmp_path, env=env(),
+                           capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    for name in ("dropout", "width"):
+        assert manifest["config"][name] == best["tuning"]["hyperparameters"][name]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_share_the_trials(tmp_path):
+    directory = tmp_path / "search"
+    command = [*TUNE, *TINY_FLAGS, "--max-trials", "4", "--directory", str(directory)]
+    oracle = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
+    processes = {
+        name: subprocess.Popen(command, cwd=tmp_path, env=env(KERASTUNER_TUNER_ID=name, **oracle),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("chief", "worker0", "worker1")
+    }
+    outputs = {}
+    try:
+        for name, process in processes.items():
+            stdout, stderr = process.communicate(timeout=400)
+            assert process.returncode == 0, f"{name}: {stderr[-3000:]}"
+            outputs[name] = stdout
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    ran = [trial for name in ("worker0", "worker1") for _, trial in DONE.findall(outputs[name])]
+    assert len(ran) == len(set(ran)) == 4, "a trial ran twice, or not at all"
+    assert not DONE.findall(outputs["chief"]), "the chief runs only the oracle"
+    best = json.loads((directory / "best.json").read_text())
+    assert best["tuning"]["completed"] == 4 and best["tuning"]["trial"] in ran
+    assert len(completed(directory)) == 4
+
+    # A chief re-run on the finished search reports it and exits, waiting for no worker.
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env=env(KERASTUNER_TUNER_ID="chief", **oracle))
+    assert again.returncode == 0, again.stderr
+    assert "4 trial(s) already finished" in again.stdout and (directory / "best.json").exists()
