@@ -43,6 +43,7 @@ HELP = {
     "early_stopping": "stop after this many epochs without val_accuracy gain; 0 never stops",
     "strategy": "auto, default, mirrored (all local GPUs) or multi_worker (TF_CONFIG)",
     "output": "export directory; default saved_models/<model>-<dataset>-<stamp>",
+    "onnx": "also write model.onnx into the export (needs the onnx extra)",
     "run_dir": "parent folder of run directories",
     "resume": "continue the unfinished run in this run directory",
 }

@@ -22,7 +22,7 @@ SCHEDULES = ("cosine", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("off", "auto", "float16", "bfloat16")
 # Fields that say where a run lives, not what it computes: excluded from the run's identity.
-_PLACEMENT_FIELDS = ("run_dir", "resume", "output")
+_PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx")
 
 
 class ConfigError(ValueError):
@@ -64,6 +64,7 @@ class RunConfig:
     early_stopping: int = 0
     strategy: str = "auto"
     output: str | None = None
+    onnx: bool = False
     run_dir: str = "runs"
     resume: str | None = None
 
@@ -206,6 +207,6 @@ def _validate(config: RunConfig) -> None:
             f"Model '{config.model}' has no option {unknown[0]!r}; "
             f"its options are: {', '.join(entry.options)}."
         )
-    for name in ("deterministic", "jit_compile"):
+    for name in ("deterministic", "jit_compile", "onnx"):
         if not isinstance(getattr(config, name), bool):
             fail(f"{name} must be true or false, got {getattr(config, name)!r}.")

@@ -12,6 +12,9 @@ Layout of `saved_models/<model>-<dataset>-<stamp>/`, itself the SavedModel's roo
                       the probe images only, and verifying the accuracy needs the split itself
     manifest.json     config, dataset, preprocessing, metrics, evaluation, golden, versions,
                       hardware, and `files`: the sha256 of every other file
+    model.onnx        only with `export_model(..., onnx=True)` or `scripts/convert.py EXPORT --to
+                      onnx`: serving_default as ONNX (keras_cnns.onnx_export), checked by
+                      onnxruntime against the SavedModel; the manifest's `onnx` section
 
 SavedModel signatures (plain `tf.saved_model.load(export_dir)`, no Keras needed):
     serving_default(images: uint8 [batch, height, width, channels]) ->
@@ -21,6 +24,9 @@ SavedModel signatures (plain `tf.saved_model.load(export_dir)`, no Keras needed)
         the source's constants) is traced into the graph.
     serve(inputs: float32 [batch, *model input]) -> logits, for already-preprocessed inputs.
 One signature per name (as TF Serving needs), so the channel count is handled inside the graph.
+Any Keras backend exports: TensorFlow traces the model directly; JAX through jax2tf (StableHLO
+lowered for CPU and CUDA inside the graph; serving needs TensorFlow only); torch, whose Keras export
+needs torch_xla, through a TensorFlow-backend subprocess that loads the saved `model.keras`.
 
 `metrics.test_accuracy` and `test_loss` are computed through `serving_default` on the stored
 uint8 test images, so `scripts/verify.py` (TensorFlow and numpy only) reproduces them; the
@@ -48,6 +54,7 @@ MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 TEST_SET_FILE = "test_set.npz"
 GOLDEN_FILE = "golden.npz"
+ONNX_FILE = "model.onnx"
 # The stored test split's cap (MNIST's is 7.9 MB, CIFAR-10's 31 MB): an export should stay
 # copyable, and a bigger split is better re-read from its source.
 TEST_SET_LIMIT_BYTES = 64 << 20
@@ -177,23 +184,17 @@ def model_input_shape(model) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
-def write_saved_model(model, path: str | Path, *, mean, std) -> None:
-    """Write `model` as a SavedModel with `serving_default` and `serve` (module docstring).
+def serving_function(model_call, input_shape, *, mean, std, logits: bool = False):
+    """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}` (+ "logits").
 
-    `mean` and `std` are the source's per-channel constants on the [0, 1] scale, as training
-    used them; `preprocess` maps them to the model's channels exactly as the pipeline does.
+    `model_call(x)` maps preprocessed float32 `[batch, *input_shape]` to float32 logits; the
+    ONNX export (`keras_cnns.onnx_export`) converts this same function, with `logits=True`.
     """
-    import keras
     import tensorflow as tf
 
     from keras_cnns.data import preprocess
 
-    if keras.backend.backend() != "tensorflow":
-        raise ExportError(
-            f"The SavedModel export needs the TensorFlow Keras backend, not "
-            f"{keras.backend.backend()}."
-        )
-    height, width, channels = model_input_shape(model)
+    height, width, channels = input_shape
     mean, std = [float(m) for m in mean], [float(s) for s in std]
 
     def serving_default(images):
@@ -208,21 +209,135 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
                            channels=channels)
         # The channel branch leaves the last dimension unknown; the model needs it static.
         x = tf.ensure_shape(x, [None, height, width, channels])
-        logits = tf.cast(model(x, training=False), tf.float32)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1),
-                "classes": tf.argmax(logits, axis=-1, output_type=tf.int64)}
+        out = model_call(x)
+        result = {"probabilities": tf.nn.softmax(out, axis=-1),
+                  "classes": tf.argmax(out, axis=-1, output_type=tf.int64)}
+        if logits:
+            result["logits"] = out
+        return result
 
-    def serve(inputs):
-        return tf.cast(model(inputs, training=False), tf.float32)
+    return serving_default
 
-    # No archive.track(model): the endpoints capture the variables already, and tracking them
-    # too would store every weight twice (Keras's variables and the tf.Variables inside them).
+
+def write_saved_model(model, path: str | Path, *, mean, std) -> None:
+    """Write `model` as a SavedModel with `serving_default` and `serve` (module docstring).
+
+    `mean` and `std` are the source's per-channel constants on the [0, 1] scale, as training
+    used them; `preprocess` maps them to the model's channels exactly as the pipeline does.
+
+    Under the TensorFlow and JAX Keras backends the SavedModel is written here (JAX's model
+    call through jax2tf); under torch, whose Keras export needs torch_xla, a TensorFlow-backend
+    subprocess writes it from the model saved as `.keras`. The signatures are the same.
+    """
+    import keras
+    import tensorflow as tf
+
+    height, width, channels = model_input_shape(model)
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="keras_cnns-export-") as tmp:
+            keras_file = Path(tmp) / MODEL_FILE
+            model.save(keras_file)
+            write_in_tensorflow(keras_file, saved_model=path, mean=mean, std=std)
+        return
+
     archive = keras.export.ExportArchive()
-    archive.add_endpoint("serving_default", serving_default, input_signature=[
-        tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
-    archive.add_endpoint("serve", serve, input_signature=[
-        tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")])
+    serve_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")
+    if backend == "tensorflow":
+        def serve(inputs):
+            return tf.cast(model(inputs, training=False), tf.float32)
+
+        # No archive.track(model): the endpoints capture the variables already, and tracking
+        # them too would store every weight twice (Keras's variables and the tf.Variables
+        # inside them).
+        model_call = serve
+    else:
+        def serve(inputs):
+            return keras.ops.cast(model(inputs, training=False), "float32")
+
+        # JAX: the archive holds tf.Variable copies of the weights (track) and converts the
+        # model call with jax2tf; serving_default's TensorFlow preprocessing then calls that
+        # converted endpoint, so both signatures share one copy of the weights. jax2tf
+        # serialises StableHLO for the listed platforms only (by default, the exporting one):
+        # CPU and CUDA, so that an export made on either can serve on both (CPU serving is
+        # tested; CUDA serving is not, for want of a TensorFlow GPU build here).
+        archive.track(model)
+        model_call = archive.add_endpoint(
+            "serve", serve, input_signature=[serve_spec],
+            jax2tf_kwargs={"native_serialization_platforms": ("cpu", "cuda")},
+        )
+    serving_default = serving_function(model_call, (height, width, channels), mean=mean, std=std)
+    images_spec = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+    if backend == "tensorflow":
+        archive.add_endpoint("serving_default", serving_default, input_signature=[images_spec])
+        archive.add_endpoint("serve", serve, input_signature=[serve_spec])
+    else:
+        # A traced tf.function is added as it is, not converted again.
+        serving_default = tf.function(serving_default, input_signature=[images_spec],
+                                      autograph=False)
+        serving_default.get_concrete_function()
+        archive.add_endpoint("serving_default", serving_default)
     archive.write_out(str(path), verbose=False)
+
+
+def write_in_tensorflow(keras_file: str | Path, *, saved_model: str | Path | None = None,
+                        onnx: str | Path | None = None, mean, std,
+                        opset: int | None = None) -> None:
+    """Write the SavedModel and/or ONNX file of a saved `.keras` model under the TensorFlow
+    backend, in a subprocess when this process runs another one."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        model = keras.saving.load_model(keras_file, compile=False)
+        if saved_model is not None:
+            write_saved_model(model, saved_model, mean=mean, std=std)
+        if onnx is not None:
+            from keras_cnns import onnx_export
+
+            onnx_export.write_onnx(model, onnx, mean=mean, std=std,
+                                   opset=opset or onnx_export.OPSET)
+        return
+    from keras_cnns.backends import BackendProcessError, run_python
+
+    args = ["-m", "keras_cnns.export", "--keras", str(Path(keras_file).resolve())]
+    if saved_model is not None:
+        args += ["--saved-model", str(Path(saved_model).resolve())]
+    if onnx is not None:
+        args += ["--onnx", str(Path(onnx).resolve())]
+    if opset is not None:
+        args += ["--opset", str(opset)]
+    args += ["--mean", *map(repr, map(float, mean)), "--std", *map(repr, map(float, std))]
+    try:
+        run_python("tensorflow", args, what="TensorFlow export")
+    except BackendProcessError as error:
+        raise ExportError(str(error)) from None
+
+
+class _DropGradientWarnings:
+    """A logging filter for the warning that every jax2tf SavedModel gets on loading (its
+    functions keep no custom gradients; serving asks for none)."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return "with ops with unsaved custom gradients" not in record.getMessage()
+
+
+def load_serving(path: str | Path):
+    """The `serving_default` signature of the SavedModel at `path`."""
+    import logging
+
+    import tensorflow as tf
+
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    for logger in loggers:
+        logger.addFilter(_DropGradientWarnings)
+    try:
+        return tf.saved_model.load(str(path)).signatures["serving_default"]
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_DropGradientWarnings)
 
 
 def run_serving(signature, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE):
@@ -281,13 +396,15 @@ def golden_indices(labels, count: int = GOLDEN_SIZE) -> np.ndarray:
 
 def export_model(
     model, output: str | Path, *, config: dict, source, metrics: dict,
-    extra: dict | None = None,
+    extra: dict | None = None, onnx: bool = False,
 ) -> Path:
     """Export a trained model, its test split and its manifest to `output` (which must not exist).
 
     `source` is the `DataSource` the model was trained on: its info goes into the manifest and
     its test split is scored through the written SavedModel (module docstring). `metrics` are the
     trainer's Keras-side figures; `extra` adds top-level manifest keys (the standard keys win).
+    `onnx=True` adds `model.onnx` (`keras_cnns.onnx_export`), checked against `serving_default`
+    on the whole stored test split, and the manifest's `onnx` section.
     """
     from keras_cnns.data.pipeline import match_stats
 
@@ -305,15 +422,29 @@ def export_model(
     norm_mean, norm_std = match_stats(info.mean, info.std, channels)
 
     def contents(tmp_dir: Path) -> dict[str, Any]:
-        import tensorflow as tf
+        import keras
 
-        write_saved_model(model, tmp_dir, mean=info.mean, std=info.std)
-        model.save(tmp_dir / MODEL_FILE)
+        onnx_file = tmp_dir / ONNX_FILE if onnx else None
+        if keras.backend.backend() in ("tensorflow", "jax"):
+            write_saved_model(model, tmp_dir, mean=info.mean, std=info.std)
+            model.save(tmp_dir / MODEL_FILE)
+        else:  # one TensorFlow subprocess writes both from model.keras
+            model.save(tmp_dir / MODEL_FILE)
+            write_in_tensorflow(tmp_dir / MODEL_FILE, saved_model=tmp_dir, onnx=onnx_file,
+                                mean=info.mean, std=info.std)
+        if onnx_file is not None and not onnx_file.exists():
+            write_in_tensorflow(tmp_dir / MODEL_FILE, onnx=onnx_file, mean=info.mean,
+                                std=info.std)
         # Scored by the files just written, as verify.py will score them.
-        signature = tf.saved_model.load(str(tmp_dir)).signatures["serving_default"]
+        signature = load_serving(tmp_dir)
         golden, _ = run_serving(signature, images[probe], batch_size=len(probe))
         probabilities, classes = run_serving(signature, images)
         scores = score(probabilities, classes, labels, label_smoothing)
+        onnx_section = {}
+        if onnx_file is not None:
+            from keras_cnns import onnx_export
+
+            onnx_section["onnx"] = onnx_export.check_onnx(onnx_file, images, probabilities)
         if store_test_set:
             np.savez_compressed(tmp_dir / TEST_SET_FILE, images=images, labels=labels)
         else:
@@ -330,6 +461,7 @@ def export_model(
         megabytes = (images.nbytes + labels.nbytes) / 2**20
         return {
             **(extra or {}),
+            **onnx_section,
             "format_version": FORMAT_VERSION,
             "config": config,
             "dataset": info.to_dict(),
@@ -370,3 +502,32 @@ def export_model(
         }
 
     return write_export(output, contents)
+
+
+def _tensorflow_worker(argv=None) -> int:
+    """`python -m keras_cnns.export --keras M.keras [--saved-model DIR] [--onnx FILE] ...`:
+    `write_in_tensorflow`'s child process (KERAS_BACKEND=tensorflow)."""
+    import argparse
+
+    from keras_cnns.runner import quiet_tensorflow
+
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m keras_cnns.export")
+    parser.add_argument("--keras", required=True)
+    parser.add_argument("--saved-model")
+    parser.add_argument("--onnx")
+    parser.add_argument("--opset", type=int)
+    parser.add_argument("--mean", type=float, nargs="+", required=True)
+    parser.add_argument("--std", type=float, nargs="+", required=True)
+    args = parser.parse_args(argv)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        parser.error(f"needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}")
+    write_in_tensorflow(args.keras, saved_model=args.saved_model, onnx=args.onnx,
+                        mean=args.mean, std=args.std, opset=args.opset)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_tensorflow_worker())

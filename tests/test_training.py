@@ -52,7 +52,7 @@ def python_snippet(code: str, cwd, env=None, timeout=240):
 
 @pytest.mark.slow
 def test_main_job_writes_run_directory_and_export(tmp_path):
-    result = run([*TRAIN, *TINY, "--output", "exports/tiny"], cwd=tmp_path)
+    result = run([*TRAIN, *TINY, "--output", "exports/tiny", "--onnx"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "Epoch 2/2" in result.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -67,6 +67,7 @@ def test_main_job_writes_run_directory_and_export(tmp_path):
     assert manifest["config"]["model"] == "lenet" and manifest["config"]["image_size"] == 16
     assert manifest["metrics"]["keras_test_accuracy"] == metrics["test_accuracy"]
     assert (tmp_path / "exports/tiny/model.keras").is_file()
+    assert "model.onnx" in manifest["files"] and manifest["config"]["onnx"] is True
     # History has one row per epoch, train and validation.
     rows = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and "val_accuracy" in rows[0]

@@ -33,6 +33,7 @@ from keras_cnns.reference.convert import (
     torch_to_keras,
 )
 from keras_cnns.reference.models import AlexNet, LeNet5, build_reference
+from keras_cnns.reference.spec import reference_for, reference_spec
 
 __all__ = [
     "AlexNet",
@@ -41,6 +42,8 @@ __all__ = [
     "keras_to_torch",
     "keras_weights_to_state_dict",
     "load_state_dict_into_keras",
+    "reference_for",
+    "reference_spec",
     "torch_layer_map",
     "torch_to_keras",
 ]

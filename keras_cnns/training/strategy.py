@@ -4,13 +4,19 @@
 MirroredStrategy over every local GPU when there is at least one, else the
 default (single-device) strategy. `mirrored` without GPUs mirrors over every
 logical CPU device, which is how tests exercise the mirrored path on a CPU.
+
+tf.distribute applies to the TensorFlow Keras backend only: under `KERAS_BACKEND=jax` or
+`torch`, every request gets `SingleDevice` (no strategy scope, no tf.distribute call), and
+`backend_note` says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_cnns.config import ConfigError
@@ -37,8 +43,34 @@ def strategy_kind(requested: str = "auto") -> str:
     return "default"
 
 
+class SingleDevice:
+    """The default strategy's part that the trainer uses, for backends without tf.distribute."""
+
+    num_replicas_in_sync = 1
+    cluster_resolver = None
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def backend_note(requested: str = "auto", jit_compile: bool = False) -> str | None:
+    """One sentence on what a non-TensorFlow Keras backend changes for a run; None on TF."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return None
+    ignored = f" (--strategy {requested} ignored)" if requested not in ("auto", "default") else ""
+    jit = " and without torch.compile (jit_compile off)" if backend == "torch" else ""
+    jit = jit if jit_compile else ""
+    return (
+        f"Keras backend {backend}: training with the default (single-device) strategy{ignored}"
+        f"{jit}; tf.distribute strategies need KERAS_BACKEND=tensorflow."
+    )
+
+
 def make_strategy(requested: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     """Return `(strategy, kind)` for the requested strategy name."""
+    if keras.backend.backend() != "tensorflow":
+        return SingleDevice(), "default"
     kind = strategy_kind(requested)
     if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy(), kind

@@ -30,7 +30,7 @@ from keras_cnns import reporting
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models import build_model
 from keras_cnns.training import run_dir as run_dirs
-from keras_cnns.training.strategy import check_global_batch, is_chief, make_strategy
+from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
 
 
 class TrainingDivergedError(RuntimeError):
@@ -99,6 +99,8 @@ def make_loss(config: RunConfig) -> keras.losses.Loss:
 
 
 def steps_per_execution(config: RunConfig, steps_per_epoch: int, replicas: int = 1) -> int:
+    if keras.backend.backend() == "torch":
+        return 1  # Keras' torch trainer runs one step per call, and raises otherwise
     if replicas > 1:
         # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must feed a value
         # for placeholder tensor", measured over two logical CPUs): one step per call there.
@@ -142,7 +144,8 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile
                 optimizer=optimizer,
                 loss=make_loss(config),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                jit_compile=config.jit_compile,
+                # On torch, jit_compile means torch.compile: untested here, and slow to start.
+                jit_compile=config.jit_compile and keras.backend.backend() != "torch",
                 steps_per_execution=steps_per_execution(
                     config, steps, strategy.num_replicas_in_sync
                 ),
@@ -184,6 +187,9 @@ def train(
         tf.config.experimental.enable_op_determinism()
     if strategy is None:
         strategy, kind = make_strategy(config.strategy)
+        note = backend_note(config.strategy, config.jit_compile)
+        if note:
+            print(note, flush=True)
     else:
         kind = (
             "multi_worker"
@@ -271,6 +277,7 @@ def train(
                 source=source,
                 metrics=_public_metrics(metrics),
                 extra={"run_dir": str(run_dir)},
+                onnx=config.onnx,
             )
         # Written last: metrics.json marks the run finished, so a crash before it resumes.
         run_dirs.write_json(run_dir / run_dirs.DONE_FILE, _public_metrics(metrics))
@@ -310,7 +317,7 @@ def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None 
     """Accuracy, loss, per-class accuracy and the confusion matrix of `model` on `dataset`."""
     labels, logits = [], []
     for images, targets in dataset:
-        logits.append(np.asarray(model(images, training=False), dtype=np.float32))
+        logits.append(keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float32))
         targets = np.asarray(targets)
         labels.append(targets.argmax(-1) if targets.ndim == 2 else targets)
     labels = np.concatenate(labels)

@@ -1,0 +1,137 @@
+"""Files in, files out: a `.keras` model or an export <-> a PyTorch `state_dict` file.
+
+`keras_to_torch_file` writes the `state_dict` of the model's PyTorch reference module
+(`torch.save`, loadable with `torch.load(path, weights_only=True)` and `load_state_dict`) and,
+beside it, `<name>.json`: the `build_reference` arguments that rebuild the module. The way back,
+`torch_file_to_keras`, reads those arguments (or takes them, for a checkpoint from elsewhere,
+e.g. d2l's LeNet) and writes a `.keras` model. Each direction checks itself: both models'
+logits on the same random batch, `max|a - b| / max|keras|` at most `TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from keras_cnns.reference.convert import keras_weights_to_state_dict, load_state_dict_into_keras
+from keras_cnns.reference.models import build_reference
+from keras_cnns.reference.spec import reference_spec
+
+TOLERANCE = 1e-5
+CHECK_BATCH = 8
+SPEC_FORMAT = "keras_cnns reference state_dict 1"
+
+
+class ConversionError(RuntimeError):
+    """A conversion that cannot be done or does not reproduce the logits; one sentence."""
+
+
+def load_keras_model(path: str | Path):
+    """A `.keras` file, or an export directory's `model.keras`, loaded without its optimizer."""
+    import keras
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file() or path.suffix != ".keras":
+        raise ConversionError(f"{path} is neither a .keras file nor an export with model.keras.")
+    return keras.saving.load_model(path, compile=False)
+
+
+def logits_gap(keras_model, module, *, batch: int = CHECK_BATCH, seed: int = 0) -> float:
+    """The parity metric between `keras_model` and the reference `module` on a random batch."""
+    import keras
+
+    shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
+    x = np.random.default_rng(seed).normal(size=(batch, *shape)).astype(np.float32)
+    want = keras.ops.convert_to_numpy(keras_model(x, training=False)).astype(np.float64)
+    with torch.inference_mode():
+        got = module.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    return float(np.abs(got - want).max() / (np.abs(want).max() or 1.0))
+
+
+def spec_path(state_dict_path: str | Path) -> Path:
+    return Path(state_dict_path).with_suffix(".json")
+
+
+def _fresh(path: Path, what: str) -> Path:
+    if path.exists():
+        raise ConversionError(f"{what} {path} already exists; choose another --output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check(gap: float, direction: str) -> float:
+    if not gap <= TOLERANCE:
+        raise ConversionError(
+            f"The {direction} conversion changes the logits by {gap:.2e} (relative), "
+            f"more than {TOLERANCE:.0e}."
+        )
+    return gap
+
+
+def keras_to_torch_file(source: str | Path, output: str | Path) -> dict[str, Any]:
+    """Write `source`'s weights as a reference `state_dict` to `output`, and its spec beside.
+
+    Returns the spec written (`reference`: the `build_reference` arguments, `logits_gap`).
+    """
+    model = load_keras_model(source)
+    spec = reference_spec(model)
+    output = _fresh(Path(output), "Output")
+    sidecar = _fresh(spec_path(output), "Output")
+    state = keras_weights_to_state_dict(model)
+    module = build_reference(spec["name"], input_shape=spec["input_shape"],
+                             num_classes=spec["num_classes"], **spec["options"])
+    module.load_state_dict(state, strict=True)
+    gap = _check(logits_gap(model, module), "Keras -> PyTorch")
+    record = {"format": SPEC_FORMAT, "reference": spec, "source": str(source),
+              "logits_gap": gap, "torch": torch.__version__}
+    torch.save(state, output)
+    sidecar.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def torch_file_to_keras(
+    state_dict_file: str | Path, output: str | Path, *, spec: dict | None = None
+) -> dict[str, Any]:
+    """Build the Keras model of a reference `state_dict` file and write it to `output`.
+
+    `spec` (`name`, `input_shape`, `num_classes`, `options`) defaults to the `.json` that
+    `keras_to_torch_file` wrote beside the file. Returns `{"reference": spec, "logits_gap"}`.
+    """
+    from keras_cnns.models import build_model
+
+    state_dict_file = Path(state_dict_file)
+    if spec is None:
+        sidecar = spec_path(state_dict_file)
+        if not sidecar.is_file():
+            raise ConversionError(
+                f"{state_dict_file} has no {sidecar.name} beside it; say which model it is "
+                "(--like, or --model with --input-shape and --num-classes)."
+            )
+        spec = json.loads(sidecar.read_text())["reference"]
+    output = _fresh(Path(output), "Output")
+    if output.suffix != ".keras":
+        raise ConversionError(f"Keras models are saved as .keras files, not {output.name}.")
+    try:
+        state = torch.load(state_dict_file, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file is one sentence
+        raise ConversionError(f"{state_dict_file} is not a PyTorch state_dict: {error}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a checkpoint that wraps it
+    options = dict(spec.get("options") or {})
+    shape, classes = tuple(spec["input_shape"]), int(spec["num_classes"])
+    model = build_model(spec["name"], input_shape=shape, num_classes=classes, **options)
+    module = build_reference(spec["name"], input_shape=shape, num_classes=classes, **options)
+    try:
+        load_state_dict_into_keras(state, model)
+        module.load_state_dict(state, strict=True)
+    except (ValueError, RuntimeError) as error:
+        raise ConversionError(str(error).splitlines()[0]) from None
+    gap = _check(logits_gap(model, module), "PyTorch -> Keras")
+    model.save(output)
+    return {"reference": spec, "logits_gap": gap}

@@ -1,0 +1,128 @@
+"""Convert a model between Keras, PyTorch and ONNX: `python scripts/convert.py SOURCE --to FORMAT`.
+
+    convert.py MODEL.keras|EXPORT --to torch [--output W.pt]
+        the PyTorch reference module's state_dict (keras_cnns.reference), plus W.json beside it
+        with the build_reference arguments; default output: SOURCE's name with .pt.
+    convert.py W.pt --to keras [--output M.keras]
+        back to a Keras model; the architecture comes from W.json, or --like MODEL.keras|EXPORT,
+        or --model NAME --input-shape H W C --num-classes K [--model-kwargs KEY=VALUE ...].
+    convert.py EXPORT --to onnx [--replace]
+        adds model.onnx (serving_default as ONNX) to the export and its manifest.
+
+Torch conversions check themselves (both models' logits on one random batch, relative gap at
+most 1e-5) and print the gap; ONNX is checked with onnxruntime against the SavedModel's
+probabilities on the export's stored test images. Any failure is one sentence and exit 1.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from keras_cnns.runner import quiet_tensorflow, user_errors  # noqa: E402
+
+quiet_tensorflow()
+
+PROG = "convert.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
+    parser.add_argument("source", type=Path, help="a .keras file, an export directory, or a .pt")
+    parser.add_argument("--to", required=True, choices=("torch", "keras", "onnx"))
+    parser.add_argument("--output", type=Path, help="the file to write (torch and keras)")
+    parser.add_argument("--like", type=Path,
+                        help="--to keras: a .keras file or export with the same architecture")
+    parser.add_argument("--model", help="--to keras: registry name (lenet, alexnet)")
+    parser.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"))
+    parser.add_argument("--num-classes", type=int)
+    parser.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="--to keras: model options, e.g. dropout=0.5 width=0.5")
+    parser.add_argument("--replace", action="store_true",
+                        help="--to onnx: replace an existing model.onnx")
+    return parser
+
+
+def _spec(args, parser):
+    if args.like is not None:
+        from keras_cnns.reference.files import load_keras_model
+        from keras_cnns.reference.spec import reference_spec
+
+        return reference_spec(load_keras_model(args.like))
+    if args.model is None:
+        return None
+    if args.input_shape is None or args.num_classes is None:
+        parser.error("--model needs --input-shape H W C and --num-classes K")
+    return {"name": args.model, "input_shape": list(args.input_shape),
+            "num_classes": args.num_classes, "options": _options(args.model_kwargs, parser)}
+
+
+def _options(pairs, parser) -> dict:
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--model-kwargs takes KEY=VALUE pairs, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string such as relu
+    return options
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    source = args.source
+    with user_errors(PROG):
+        from keras_cnns.export import ExportError
+
+        try:
+            if args.to == "onnx":
+                if not source.is_dir():
+                    parser.error("--to onnx takes an export directory (its ONNX graph includes "
+                                 "the export's preprocessing)")
+                from keras_cnns.onnx_export import add_onnx
+
+                section = add_onnx(source, replace=args.replace)
+                print(f"wrote {source / section['file']} (opset {section['opset']}); "
+                      f"onnxruntime vs serving_default on {section['checked_images']} images: "
+                      f"max probability gap {section['max_probability_gap']:.2e}")
+                return 0
+
+            from keras_cnns.reference.files import (
+                ConversionError,
+                keras_to_torch_file,
+                torch_file_to_keras,
+            )
+
+            try:
+                if args.to == "torch":
+                    stem = source.name if source.is_dir() else source.stem
+                    output = args.output or source.parent / f"{stem}.pt"
+                    record = keras_to_torch_file(source, output)
+                    spec = record["reference"]
+                    print(f"wrote {output} and {output.with_suffix('.json')} "
+                          f"({spec['name']}, {spec['options']}); "
+                          f"Keras vs PyTorch logits gap {record['logits_gap']:.2e}")
+                    return 0
+                output = args.output or source.with_suffix(".keras")
+                record = torch_file_to_keras(source, output, spec=_spec(args, parser))
+                print(f"wrote {output} ({record['reference']['name']}); "
+                      f"PyTorch vs Keras logits gap {record['logits_gap']:.2e}")
+                return 0
+            except (ConversionError, ValueError) as error:
+                raise ExportError(str(error)) from None
+        except ImportError as error:
+            raise ExportError(str(error)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Keras <-> PyTorch: state_dict files, scripts/convert.py, and one SGD step in both frameworks.
+
+Parity metric, as in test_reference_parity.py: `max|a - b| / max|b|` must be at most 1e-5.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_cnns.models import build_model, get_model_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+RTOL = 1e-5
+
+
+def _require(module: str) -> None:
+    """Skip without `module`, except in CI, which installs every extra: there it fails."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed (pip install -e '.[torch,jax,onnx]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
+
+
+_require("torch")
+import torch  # noqa: E402
+
+from keras_cnns.reference import (  # noqa: E402
+    build_reference,
+    keras_to_torch,
+    keras_weights_to_state_dict,
+    reference_spec,
+)
+from keras_cnns.reference.files import (  # noqa: E402
+    ConversionError,
+    keras_to_torch_file,
+    torch_file_to_keras,
+)
+
+CASES = [
+    ("lenet", (28, 28, 1), {"dropout": 0.2}),
+    ("alexnet", (64, 64, 3), {"width": 0.25, "activation": "gelu"}),
+]
+
+
+def gap(values, reference) -> float:
+    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    return float(np.abs(values - reference).max() / np.abs(reference).max())
+
+
+def _images(shape, batch=4, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
+
+
+def _torch_logits(module, x):
+    with torch.inference_mode():
+        return module.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=["lenet", "alexnet"])
+def test_state_dict_files_round_trip_with_the_same_logits(tmp_path, name, shape, options):
+    keras.utils.set_random_seed(4)
+    model = build_model(name, input_shape=shape, num_classes=7, **options)
+    model.save(tmp_path / "m.keras")
+    x = _images(shape)
+    want = model.predict(x, verbose=0)
+
+    record = keras_to_torch_file(tmp_path / "m.keras", tmp_path / "w.pt")
+    assert record["reference"] == reference_spec(model)
+    assert record["reference"]["options"] == {**get_model_entry(name).options, **options}
+    # Plain torch: the file is a state_dict of the module that the JSON beside it describes.
+    spec = json.loads((tmp_path / "w.json").read_text())["reference"]
+    module = build_reference(spec["name"], input_shape=spec["input_shape"],
+                             num_classes=spec["num_classes"], **spec["options"])
+    module.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    assert gap(_torch_logits(module, x), want) <= RTOL
+
+    back = torch_file_to_keras(tmp_path / "w.pt", tmp_path / "back.keras")
+    assert back["logits_gap"] <= RTOL
+    restored = keras.saving.load_model(tmp_path / "back.keras", compile=False)
+    for got, expected in zip(restored.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)  # a lossless round trip
+
+
+def test_conversions_refuse_to_overwrite_or_guess(tmp_path):
+    model = build_model("lenet", input_shape=(28, 28, 1), num_classes=10)
+    model.save(tmp_path / "m.keras")
+    keras_to_torch_file(tmp_path / "m.keras", tmp_path / "w.pt")
+    with pytest.raises(ConversionError, match="already exists"):
+        keras_to_torch_file(tmp_path / "m.keras", tmp_path / "w.pt")
+    (tmp_path / "bare.pt").write_bytes((tmp_path / "w.pt").read_bytes())
+    with pytest.raises(ConversionError, match="no bare.json beside it"):
+        torch_file_to_keras(tmp_path / "bare.pt", tmp_path / "x.keras")
+    alexnet = {"name": "alexnet", "input_shape": [64, 64, 1], "num_classes": 10, "options": {}}
+    with pytest.raises(ConversionError, match="missing keys"):
+        torch_file_to_keras(tmp_path / "bare.pt", tmp_path / "y.keras", spec=alexnet)
+    assert not (tmp_path / "y.keras").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "options"),
+    [("lenet", 28, {}), ("alexnet", 64, {"dropout": 0.0})],
+    ids=["lenet", "alexnet"],
+)
+def test_one_sgd_step_updates_the_weights_alike(name, size, options):
+    """Identical weights, batch and plain SGD: Keras (TF) and PyTorch land on the same weights."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the Keras side of this check is the TensorFlow backend")
+    keras.utils.set_random_seed(5)
+    shape = (size, size, 1)
+    model = build_model(name, input_shape=shape, num_classes=10, **options)
+    module = build_reference(name, input_shape=shape, num_classes=10, **options)
+    keras_to_torch(model, module)
+    before = {key: value.clone() for key, value in module.state_dict().items()}
+    rng = np.random.default_rng(5)
+    x, y = _images(shape, batch=16, seed=5), rng.integers(0, 10, 16)
+    lr = 1.0  # large, so that the updates are far above float32 rounding of the weights
+
+    model.compile(keras.optimizers.SGD(lr),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    keras_loss = float(model.train_on_batch(x, y))
+    optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+    module.train()  # no dropout layers: training mode changes nothing
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(
+        module(torch.from_numpy(x.transpose(0, 3, 1, 2))), torch.from_numpy(y))
+    loss.backward()
+    optimizer.step()
+
+    assert abs(keras_loss - loss.item()) <= RTOL * abs(loss.item())
+    after = keras_weights_to_state_dict(model)
+    for key, value in module.state_dict().items():
+        torch_new, keras_new, old = (t.numpy() for t in (value, after[key], before[key]))
+        assert not np.array_equal(torch_new, old), key
+        assert gap(keras_new, torch_new) <= RTOL, key
+        # The updates themselves (the gradients times lr) agree too, to float32 noise.
+        assert gap(keras_new - old, torch_new - old) <= 1e-3, key
+
+
+@pytest.mark.slow
+def test_convert_script_round_trip(tmp_path):
+    """scripts/convert.py --to torch, then --to keras three ways, in one process."""
+    model = build_model("lenet", input_shape=(20, 20, 1), num_classes=4, activation="relu")
+    model.save(tmp_path / "m.keras")
+    script = textwrap.dedent(
+        """
+        import runpy, sys
+        main = runpy.run_path(sys.argv[1], run_name="convert")["main"]
+        d = sys.argv[2]
+        for argv in (
+            [f"{d}/m.keras", "--to", "torch"],
+            [f"{d}/m.pt", "--to", "keras", "--output", f"{d}/a.keras"],
+            [f"{d}/m.pt", "--to", "keras", "--output", f"{d}/b.keras", "--like", f"{d}/m.keras"],
+            [f"{d}/m.pt", "--to", "keras", "--output", f"{d}/c.keras", "--model", "lenet",
+             "--input-shape", "20", "20", "1", "--num-classes", "4",
+             "--model-kwargs", "activation=relu"],
+            [f"{d}/m.pt", "--to", "keras", "--output", f"{d}/a.keras"],
+        ):
+            try:
+                code = main(argv)
+            except SystemExit as stop:
+                code = stop.code
+            print("EXIT", code, flush=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "scripts" / "convert.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.stdout.count("EXIT") == 5, proc.stderr[-3000:]
+    codes = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("EXIT")]
+    assert codes == ["0", "0", "0", "0", "1"], proc.stdout + proc.stderr[-3000:]
+    assert "logits gap" in proc.stdout
+    assert "a.keras already exists" in proc.stderr
+    x = _images((20, 20, 1))
+    want = model.predict(x, verbose=0)
+    for name in ("a", "b", "c"):
+        restored = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False)
+        assert gap(restored.predict(x, verbose=0), want) <= RTOL, name
