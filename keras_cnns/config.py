@@ -59,7 +59,8 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = False
     mixed_precision: str = "off"
-    jit_compile: bool = True
+    # XLA made fit 1.4x (AlexNet@96) to 1.7x (LeNet@28) slower on the CPU (docs/BENCHMARKS.md).
+    jit_compile: bool = False
     steps_per_execution: int = 0
     early_stopping: int = 0
     strategy: str = "auto"

@@ -89,13 +89,13 @@ def test_flags_carry_field_names_and_override_a_config_file(tmp_path):
             "--model-kwargs",
             "activation=relu",
             "pooling=max",
-            "--no-jit-compile",
+            "--jit-compile",
         ]
     )
     assert config.lr == 0.05 and config.batch_size == 32 and config.epochs == 3
     assert config.dropout == 0.1
     assert config.model_kwargs == {"activation": "relu", "pooling": "max"}
-    assert config.jit_compile is False
+    assert config.jit_compile is True
 
 
 def test_switching_model_on_top_of_a_config_takes_the_new_models_recipe(tmp_path):
