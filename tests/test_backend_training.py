@@ -150,7 +150,7 @@ def test_train_under_jax_and_load_everywhere(tmp_path):
 @pytest.mark.slow
 def test_train_under_torch_and_load_everywhere(tmp_path):
     _require("torch", "jax")
-    proc, export = train("torch", tmp_path, "--strategy", "mirrored")
+    proc, export = train("torch", tmp_path, "--strategy", "mirrored", "--jit-compile")
     assert "(--strategy mirrored ignored)" in proc.stdout
     assert "without torch.compile" in proc.stdout
     check_run("torch", proc, export, tmp_path)
