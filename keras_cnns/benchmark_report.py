@@ -1,0 +1,109 @@
+"""Tables of `scripts/benchmark.py`: medians, ratios, FLOP fractions and the device.
+
+`keras_cnns.benchmark` runs the cases; this module turns their JSON lines into the report
+(written as JSON) and the Markdown table printed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+TRAINING_CASES = ("ours_train", "torch_nchw", "torch_cl")
+
+
+def device_description() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "python": platform.python_version()}
+
+
+def summarise(runs: dict, args) -> dict:
+    summary = {}
+    for case, results in runs.items():
+        if not results:
+            continue
+        key = "gflop_s" if case == "gemm" else "img_s"
+        values = [r[key] for r in results]
+        summary[case] = {
+            "median": statistics.median(values),
+            "runs": values,
+            "unit": key,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            **{k: v for k, v in results[-1].items() if k not in (key, "case", "peak_rss_mb")},
+        }
+    ours = summary.get("ours_train", {}).get("median")
+    ratios = {}
+    for base in ("torch_cl", "torch_nchw"):
+        if ours and base in summary:
+            ratios[f"ours_train / {base}"] = ours / summary[base]["median"]
+    if ours and "pipeline" in summary:
+        ratios["pipeline / ours_train"] = summary["pipeline"]["median"] / ours
+    flops = next((s.get("flops_forward") for s in summary.values() if s.get("flops_forward")), None)
+    peak = summary.get("gemm", {}).get("median")
+    if flops and peak:
+        for case in TRAINING_CASES:
+            if case in summary:
+                achieved = summary[case]["median"] * 3 * flops / 1e9
+                summary[case]["gflop_s"] = achieved
+                summary[case]["of_gemm_peak"] = achieved / peak
+    return {
+        "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+        "model": args.model,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "dataset": args.dataset,
+        "repeats": args.repeats,
+        "device": device_description(),
+        "training_gflop_per_image": 3 * flops / 1e9 if flops else None,
+        "cases": summary,
+        "ratios": ratios,
+    }
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        f"{report['model']} @ {report['image_size']}px, batch {report['batch_size']}, "
+        f"{report['dataset']} data, median of {report['repeats']} interleaved repeats",
+        f"device: {report['device']['cpu']} ({report['device']['cores']} cores)"
+        + (f", GPUs: {', '.join(report['device']['gpus'])}" if report["device"]["gpus"] else ""),
+        "",
+        "| case | median | runs | of GEMM peak | peak RSS |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for case, stats in report["cases"].items():
+        unit = "GFLOP/s" if stats["unit"] == "gflop_s" else "img/s"
+        runs = ", ".join(f"{v:,.0f}" for v in stats["runs"])
+        median = f"{stats['median']:,.1f} {unit}"
+        if "latency_ms" in stats and case.endswith("b1"):
+            median += f" ({stats['latency_ms']:.2f} ms)"
+        peak = f"{stats['of_gemm_peak']:.0%}" if "of_gemm_peak" in stats else ""
+        lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB |")
+    lines.append("")
+    for name, value in report["ratios"].items():
+        lines.append(f"{name}: {value:.2f}x")
+    if report.get("training_gflop_per_image"):
+        lines.append(f"training cost: {report['training_gflop_per_image']:.3f} GFLOP per image")
+    return "\n".join(lines)
