@@ -14,7 +14,7 @@ from keras_cnns.data import (
     load_source,
     preprocess,
 )
-from keras_cnns.data.augment import POLICIES, sample_params
+from keras_cnns.data.augment import POLICIES, get_policy, sample_params
 
 
 @pytest.fixture(scope="module")
@@ -162,26 +162,23 @@ def test_augmentation_is_seeded_and_preserves_shape_and_range(colour):
         assert name == "none" or not np.array_equal(a.numpy(), c.numpy())
 
 
-def test_light_is_an_integer_shift_or_mirror_with_zero_fill():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.1, 1.0, (8, 12, 12, 1)).astype(np.float32)
-    out = augment_batch(tf.constant(x), tf.constant([5, 6]), "light",
-                        allow_horizontal_flip=True).numpy()
-    flips = 0
-    for src, dst in zip(x, out, strict=True):
-        matches = []
-        for mirrored in (False, True):
-            img = src[:, ::-1] if mirrored else src
-            for dy in range(-2, 3):
-                for dx in range(-2, 3):
-                    shifted = np.zeros_like(img)
-                    shifted[max(dy, 0):12 + min(dy, 0), max(dx, 0):12 + min(dx, 0)] = \
-                        img[max(-dy, 0):12 + min(-dy, 0), max(-dx, 0):12 + min(-dx, 0)]
-                    if np.array_equal(shifted, dst):
-                        matches.append(mirrored)
-        assert matches, "each output is the input shifted (and perhaps mirrored)"
-        flips += matches[0]
-    assert 0 < flips < 8
+@pytest.mark.parametrize("shape", [(8, 12, 12, 1), (6, 10, 14, 3)])
+def test_light_is_the_sampled_integer_shift_and_mirror_with_zero_fill(shape):
+    batch, height, width, _ = shape
+    x = np.random.default_rng(0).uniform(0.1, 1.0, shape).astype(np.float32)
+    seed = tf.constant([5, 6])
+    out = augment_batch(tf.constant(x), seed, "light", allow_horizontal_flip=True).numpy()
+    params = sample_params(batch, height, width, seed, get_policy("light"), True)
+    dys = np.round(params["shift_y"].numpy()).astype(int)
+    dxs = np.round(params["shift_x"].numpy()).astype(int)
+    flips = params["flip"].numpy()
+    for src, dst, dy, dx, flip in zip(x, out, dys, dxs, flips, strict=True):
+        img = src[:, ::-1] if flip else src
+        expected = np.zeros_like(img)
+        expected[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+            img[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+        np.testing.assert_array_equal(dst, expected)
+    assert 0 < flips.sum() < batch and (dys != 0).any() and (dxs != 0).any()
 
 
 def test_no_flip_unless_the_dataset_allows_it(digits):
