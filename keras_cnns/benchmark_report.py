@@ -45,7 +45,7 @@ def summarise(runs: dict, args) -> dict:
     for case, results in runs.items():
         if not results:
             continue
-        key = "gflop_s" if case == "gemm" else "img_s"
+        key = "gflop_s" if case == "peak" else "img_s"
         values = [r[key] for r in results]
         summary[case] = {
             "median": statistics.median(values),
@@ -62,13 +62,13 @@ def summarise(runs: dict, args) -> dict:
     if ours and "pipeline" in summary:
         ratios["pipeline / ours_train"] = summary["pipeline"]["median"] / ours
     flops = next((s.get("flops_forward") for s in summary.values() if s.get("flops_forward")), None)
-    peak = summary.get("gemm", {}).get("median")
+    peak = summary.get("peak", {}).get("median")
     if flops and peak:
         for case in TRAINING_CASES:
             if case in summary:
                 achieved = summary[case]["median"] * 3 * flops / 1e9
                 summary[case]["gflop_s"] = achieved
-                summary[case]["of_gemm_peak"] = achieved / peak
+                summary[case]["of_peak"] = achieved / peak
     return {
         "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
         "model": args.model,
@@ -90,7 +90,7 @@ def format_table(report: dict) -> str:
         f"device: {report['device']['cpu']} ({report['device']['cores']} cores)"
         + (f", GPUs: {', '.join(report['device']['gpus'])}" if report["device"]["gpus"] else ""),
         "",
-        "| case | median | runs | of GEMM peak | peak RSS |",
+        "| case | median | runs | of peak | peak RSS |",
         "|---|---:|---|---:|---:|",
     ]
     for case, stats in report["cases"].items():
@@ -99,7 +99,7 @@ def format_table(report: dict) -> str:
         median = f"{stats['median']:,.1f} {unit}"
         if "latency_ms" in stats and case.endswith("b1"):
             median += f" ({stats['latency_ms']:.2f} ms)"
-        peak = f"{stats['of_gemm_peak']:.0%}" if "of_gemm_peak" in stats else ""
+        peak = f"{stats['of_peak']:.0%}" if "of_peak" in stats else ""
         lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB |")
     lines.append("")
     for name, value in report["ratios"].items():

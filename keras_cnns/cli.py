@@ -37,7 +37,7 @@ HELP = {
     "augment": "augmentation policy: none, light or strong",
     "seed": "seed of weights, shuffling and augmentation",
     "deterministic": "bit-reproducible run (op determinism, deterministic input pipeline)",
-    "mixed_precision": "off, auto (float16 on GPU), float16 or bfloat16",
+    "mixed_precision": "off, auto (float16 on a GPU, bfloat16 on a CPU with it), float16, bfloat16",
     "jit_compile": "compile the train step with XLA",
     "steps_per_execution": "train steps per compiled call; 0 chooses from the model",
     "early_stopping": "stop after this many epochs without val_accuracy gain; 0 never stops",

@@ -118,3 +118,20 @@ def test_usage_errors_exit_2(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["train.py: error: dropout must be in [0.0, 1.0), got 1.5."]
+
+
+@pytest.mark.parametrize(
+    ("gpu", "bfloat16_cpu", "expected"),
+    [(True, True, "float16"), (False, True, "bfloat16"), (False, False, "off")],
+)
+def test_auto_precision_is_the_fast_one_this_machine_has(monkeypatch, gpu, bfloat16_cpu, expected):
+    import tensorflow as tf
+
+    from keras_cnns.training import trainer
+
+    gpus = ["/physical_device:GPU:0"] if gpu else []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
+    monkeypatch.setattr(trainer, "cpu_has_bfloat16", lambda: bfloat16_cpu)
+    assert trainer.precision_mode("auto") == expected
+    for explicit in ("off", "float16", "bfloat16"):
+        assert trainer.precision_mode(explicit) == explicit

@@ -84,6 +84,28 @@ def test_main_job_writes_run_directory_and_export(tmp_path):
     assert result.returncode == 2 and "neither a run directory nor an export" in result.stderr
 
 
+@pytest.mark.slow
+def test_bfloat16_run_computes_in_bfloat16_and_exports_a_verified_float32_model(tmp_path):
+    result = run([*TRAIN, *TINY, "--mixed-precision", "bfloat16", "--output", "bf16"],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "bf16/manifest.json").read_text())
+    assert manifest["metrics"]["dtype_policy"] == "mixed_bfloat16"
+    # Layers compute in bfloat16 over float32 weights; the logits come out in float32.
+    code = """
+        import keras
+        model = keras.saving.load_model("bf16/model.keras")
+        conv = model.get_layer("conv1")
+        print(conv.compute_dtype, conv.kernel.dtype, model.output.dtype)
+    """
+    probe = python_snippet(code, tmp_path)
+    out, err = probe.communicate(timeout=240)
+    assert probe.returncode == 0, err
+    assert out.split() == ["bfloat16", "float32", "float32"]
+    verify = run([sys.executable, str(ROOT / "scripts" / "verify.py"), "bf16"], cwd=tmp_path)
+    assert verify.returncode == 0 and "PASS" in verify.stdout, verify.stdout + verify.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
