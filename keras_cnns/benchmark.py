@@ -52,7 +52,8 @@ CASES = (
 
 
 # -- child side: one case, one JSON line --------------------------------------------------------
-def _config(args):
+def benchmark_config(args):
+    """The RunConfig a benchmark case trains with: the recipe plus the command's overrides."""
     from keras_cnns.config import RunConfig
 
     fields = dict(
@@ -77,7 +78,7 @@ def _case_ours(args, case):
 
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
-    config = _config(args)
+    config = benchmark_config(args)
     precision = set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     strategy = tf.distribute.get_strategy()
@@ -130,77 +131,25 @@ def _case_ours(args, case):
 
 
 def _case_torch(args, case):
-    import contextlib
-
     import torch
 
-    from keras_cnns.data import load_source
-    from keras_cnns.reference import build_reference
-    from keras_cnns.training.trainer import precision_mode
+    from keras_cnns.reference.training import reference_setup, reference_training_step
 
-    config = _config(args)
-    precision = precision_mode(config.mixed_precision)
-    # Like for like: under --mixed-precision the reference runs under torch's autocast.
-    autocast = (
-        contextlib.nullcontext
-        if precision == "off"
-        else lambda: torch.autocast("cpu", dtype=getattr(torch, precision))
-    )
-    info = load_source(config.dataset, config.data_dir).info
-    channels, size = info.channels, config.image_size
-    model = build_reference(
-        config.model,
-        input_shape=(size, size, channels),
-        num_classes=info.num_classes,
-        **config.model_options(),
-    )
-    images = torch.rand(config.batch_size, channels, size, size)
-    labels = torch.randint(0, info.num_classes, (config.batch_size,))
-    if case in ("torch_cl", "torch_infer_b128"):
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
+    config = benchmark_config(args)
+    channels_last = case in ("torch_cl", "torch_infer_b128")
+    setup = reference_setup(config, channels_last)
+    info = {"threads": torch.get_num_threads(), "precision": setup.precision}
     if case == "torch_infer_b128":
-        model.eval()
-        with torch.no_grad(), autocast():
-            _time_calls(lambda: model(images), 3)
+        setup.model.eval()
+        with torch.no_grad(), setup.autocast():
+            _time_calls(lambda: setup.model(setup.images), 3)
             calls = args.steps * 2
-            seconds = _time_calls(lambda: model(images), calls)
-        return {
-            "img_s": calls * config.batch_size / seconds,
-            "threads": torch.get_num_threads(),
-            "precision": precision,
-        }
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=True,
-            weight_decay=config.weight_decay,
-        )
-    elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    else:
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    model.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            logits = model(images)
-        loss_fn(logits.float(), labels).backward()
-        optimizer.step()
-
+            seconds = _time_calls(lambda: setup.model(setup.images), calls)
+        return {"img_s": calls * config.batch_size / seconds, **info}
+    step = reference_training_step(setup, config)
     _time_calls(step, 3)
     times = [_time_calls(step, args.steps) for _ in range(args.epochs)]
-    return {
-        "img_s": args.steps * config.batch_size / statistics.median(times),
-        "threads": torch.get_num_threads(),
-        "precision": precision,
-    }
+    return {"img_s": args.steps * args.batch_size / statistics.median(times), **info}
 
 
 def _case_peak(args):

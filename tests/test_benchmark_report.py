@@ -1,8 +1,16 @@
-"""The benchmark's arithmetic: medians, ratios and FLOP fractions from the cases' results."""
+"""The benchmark's arithmetic (medians, ratios, FLOP fractions), and the script end to end."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from keras_cnns.benchmark_report import format_table, summarise
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ARGS = SimpleNamespace(model="alexnet", image_size=96, batch_size=128, dataset="synthetic",
                        repeats=3)
@@ -36,3 +44,21 @@ def test_medians_ratios_and_fraction_of_peak():
 def test_failed_cases_are_left_out_not_zeroed():
     report = summarise({"ours_train": [], "torch_cl": [result("torch_cl", 50)]}, ARGS)
     assert "ours_train" not in report["cases"] and report["ratios"] == {}
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_every_kind_of_case(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "lenet",
+         "--image-size", "16", "--steps", "3", "--epochs", "1", "--repeats", "1",
+         "--cases", "ours_train,torch_nchw,pipeline,ours_infer_b1,peak", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    cases = report["cases"]
+    assert set(cases) == {"ours_train", "torch_nchw", "pipeline", "ours_infer_b1", "peak"}
+    assert cases["peak"]["median"] > 0 and set(cases["peak"]["by_probe"]) >= {"tf_gemm", "tf_conv"}
+    assert 0 < cases["ours_train"]["of_peak"] < 1 and cases["ours_train"]["precision"] == "float32"
+    assert "| ours_train |" in report["table"]

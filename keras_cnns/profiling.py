@@ -1,0 +1,292 @@
+"""Where a training step's time goes, op by op, in our path and in the PyTorch reference.
+
+    python scripts/profile.py --model alexnet --image-size 96
+
+Each side runs in its own child process (`python -m keras_cnns.profiling --side ...`):
+
+- `ours`: `train.py`'s model, optimizer and input pipeline (as `scripts/benchmark.py` builds
+  them), one epoch traced with the TensorFlow profiler. This side runs with one inter-op
+  thread (`TF_NUM_INTEROP_THREADS=1`) so that op times add up to the step instead of
+  overlapping; its untraced step time is measured with that setting too (`benchmark.py`
+  measures the default threads). "framework" is the executor's time between ops.
+- `torch`: the reference module with the same optimizer, traced with `torch.profiler` (self
+  time per aten op; PyTorch runs its ops one after another). "framework" is what the
+  untraced step spends outside aten ops: Python, autograd, dispatch.
+
+Op times are grouped into the same categories on both sides; "kernels" are convolutions and
+matrix products, the FLOPs of the model. `kernel GFLOP/s` is the training FLOPs of a step over
+the kernel time: how close those kernels run to the machine's peak (`benchmark.py`'s `peak`).
+Dividing PyTorch's untraced step by our kernel time bounds the speed-up any amount of
+framework work on our side could buy without faster kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CATEGORIES = (
+    "conv forward",
+    "conv backward",
+    "matmul",
+    "pooling",
+    "optimizer",
+    "other ops",
+    "framework",
+)
+
+
+def tf_category(op_name: str, op_type: str, optimizer_scope: str) -> str:
+    """The category of one TensorFlow op, from its type and its name scope."""
+    if op_name.split("/")[0] == optimizer_scope:
+        return "optimizer"
+    if "Conv2DBackprop" in op_type:
+        return "conv backward"
+    if "Conv2D" in op_type:
+        return "conv forward"
+    if "MatMul" in op_type:
+        return "matmul"
+    if "Pool" in op_type:
+        return "pooling"
+    return "other ops"
+
+
+def torch_category(op_name: str) -> str:
+    """The category of one aten op (optimizer time is taken from its own record)."""
+    if op_name in ("aten::convolution_backward", "aten::mkldnn_convolution_backward"):
+        return "conv backward"
+    if op_name in ("aten::mkldnn_convolution", "aten::_convolution", "aten::conv2d"):
+        return "conv forward"
+    if op_name in ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul"):
+        return "matmul"
+    if "pool" in op_name:
+        return "pooling"
+    return "other ops"
+
+
+def optimizer_scope(optimizer) -> str:
+    """The name scope of the optimizer's ops: its class name in snake case (AdamW: adam_w)."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(optimizer).__name__)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def parse_tf_trace(logdir: str, steps: int, optimizer_scope: str) -> dict:
+    """Milliseconds per step by category from a TensorFlow profiler trace (XPlane)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    (path,) = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(Path(path).read_bytes())
+    totals = collections.Counter()
+    by_op = collections.Counter()
+    executor = 0
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the step's executor threads
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if name == "ExecutorState::Process":
+                    executor += event.duration_ps
+                elif ":" in name and not name.startswith(("ExecutorState", "ThreadpoolListener")):
+                    full, op_type = name.rsplit(":", 1)
+                    scoped = full.split("StatefulPartitionedCall/")[-1]
+                    totals[tf_category(scoped, op_type, optimizer_scope)] += event.duration_ps
+                    by_op[f"{scoped} ({op_type})"] += event.duration_ps
+    ops = sum(totals.values())
+    # ExecutorState::Process spans the ops it runs; what is left is scheduling.
+    totals["framework"] = max(executor - ops, 0)
+    to_ms = 1e-9 / steps
+    return {
+        "categories": {k: totals[k] * to_ms for k in CATEGORIES},
+        "top_ops": [(name, ps * to_ms) for name, ps in by_op.most_common(12)],
+    }
+
+
+def _profile_ours(args) -> dict:
+    import tensorflow as tf
+
+    from keras_cnns.benchmark import benchmark_config, forward_flops
+    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
+
+    config = benchmark_config(args)
+    set_precision(config.mixed_precision)
+    source, train_ds, _, _ = load_data(config)
+    model, _ = build_for_training(config, source.info, args.steps, tf.distribute.get_strategy())
+    fit = dict(epochs=1, steps_per_epoch=args.steps, verbose=0)
+    model.fit(train_ds, **fit)  # traces and compiles
+    start = time.perf_counter()
+    model.fit(train_ds, **fit)
+    step_ms = 1000 * (time.perf_counter() - start) / args.steps
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.fit(train_ds, **fit)
+        tf.profiler.experimental.stop()
+        result = parse_tf_trace(logdir, args.steps, optimizer_scope(model.optimizer))
+    return {**result, "step_ms": step_ms, "flops_forward": forward_flops(model)}
+
+
+def _profile_torch(args) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from keras_cnns.benchmark import benchmark_config
+    from keras_cnns.reference.training import reference_setup, reference_training_step
+
+    config = benchmark_config(args)
+    step = reference_training_step(reference_setup(config, args.layout == "cl"), config)
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    step_ms = 1000 * (time.perf_counter() - start) / args.steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            step()
+    totals = collections.Counter()
+    by_op = collections.Counter()
+    optimizer_us = 0.0
+    for event in prof.key_averages():
+        if event.key.startswith("Optimizer.step"):
+            optimizer_us += event.cpu_time_total
+        elif event.key.startswith("aten::") or event.key.startswith("mkldnn"):
+            totals[torch_category(event.key)] += event.self_cpu_time_total
+            by_op[event.key] += event.self_cpu_time_total
+    # The optimizer's aten ops were counted as "other ops" too: move them.
+    totals["other ops"] = max(totals["other ops"] - optimizer_us, 0.0)
+    totals["optimizer"] = optimizer_us
+    to_ms = 1e-3 / args.steps
+    categories = {k: totals[k] * to_ms for k in CATEGORIES}
+    categories["framework"] = max(step_ms - sum(categories.values()), 0.0)
+    return {
+        "categories": categories,
+        "top_ops": [(name, us * to_ms) for name, us in by_op.most_common(12)],
+        "step_ms": step_ms,
+        "threads": torch.get_num_threads(),
+    }
+
+
+# -- parent side ------------------------------------------------------------------------------
+def _run_side(args, side: str) -> dict:
+    argv = [sys.executable, "-m", "keras_cnns.profiling", "--side", side]
+    for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
+                 "mixed_precision"):
+        value = getattr(args, name)
+        if value is not None:
+            argv += ["--" + name.replace("_", "-"), str(value)]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if side == "ours":
+        env["TF_NUM_INTEROP_THREADS"] = "1"  # serial ops: their times add up to the step
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"profile.py: the {side} side failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def format_report(report: dict) -> str:
+    ours, theirs = report["ours"], report["torch"]
+    layout = "channels_last" if report["layout"] == "cl" else "NCHW"
+    lines = [
+        f"| category (ms per step) | ours | share | PyTorch {layout} | share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    ours_total = sum(ours["categories"].values())
+    torch_total = sum(theirs["categories"].values())
+    for name in CATEGORIES:
+        a, b = ours["categories"][name], theirs["categories"][name]
+        lines.append(
+            f"| {name} | {a:.2f} | {a / ours_total:.0%} | {b:.2f} | {b / torch_total:.0%} |"
+        )
+    lines.append(f"| **traced total** | {ours_total:.2f} | | {torch_total:.2f} | |")
+    lines.append(f"| **step, untraced** | {ours['step_ms']:.2f} | | {theirs['step_ms']:.2f} | |")
+    lines.append("")
+    for side in ("ours", "torch"):
+        stats = report[side]
+        lines.append(
+            f"{side}: kernels (conv + matmul) {stats['kernel_ms']:.2f} ms per step, "
+            f"{stats['kernel_share']:.0%} of the traced step, "
+            f"{stats['kernel_gflop_s']:.0f} GFLOP/s inside them"
+        )
+    lines.append(
+        f"untraced step ratio (PyTorch / ours): {report['ratio']:.2f}x; "
+        f"with zero framework cost on our side, at most {report['bound']:.2f}x "
+        f"(PyTorch's step over our kernel time)"
+    )
+    return "\n".join(lines)
+
+
+def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
+    flops_step = 3 * ours["flops_forward"] * batch_size
+    for stats in (ours, theirs):
+        cats = stats["categories"]
+        stats["kernel_ms"] = cats["conv forward"] + cats["conv backward"] + cats["matmul"]
+        stats["kernel_share"] = stats["kernel_ms"] / sum(cats.values())
+        stats["kernel_gflop_s"] = flops_step / (stats["kernel_ms"] * 1e6)
+    return {
+        "layout": layout,
+        "ours": ours,
+        "torch": theirs,
+        "ratio": theirs["step_ms"] / ours["step_ms"],
+        "bound": theirs["step_ms"] / ours["kernel_ms"],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="profile.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="alexnet")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--steps", type=int, help="traced steps (default: 10 alexnet, 100 lenet)")
+    parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
+                        help="PyTorch memory format: nchw (the seed's code) or cl")
+    parser.add_argument("--mixed-precision")
+    parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    args.steps = args.steps or (10 if args.model == "alexnet" else 100)
+    # benchmark._config reads these; the profile keeps the recipe's own values.
+    args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
+    if args.side:
+        from keras_cnns.runner import quiet_tensorflow
+
+        quiet_tensorflow()
+        result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
+        print(json.dumps(result), flush=True)
+        return 0
+    print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side", flush=True)
+    ours, theirs = _run_side(args, "ours"), _run_side(args, "torch")
+    report = summarise(ours, theirs, args.layout, args.batch_size)
+    print(format_report(report))
+    print("\nslowest ops, ours:")
+    for name, ms in ours["top_ops"]:
+        print(f"  {ms:8.2f} ms  {name}")
+    print("slowest ops, PyTorch:")
+    for name, ms in theirs["top_ops"]:
+        print(f"  {ms:8.2f} ms  {name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
