@@ -1,6 +1,6 @@
 """Where a training step's time goes, op by op, in our path and in the PyTorch reference.
 
-    python scripts/profile.py --model alexnet --image-size 96
+    python scripts/profile_step.py --model alexnet --image-size 96
 
 Each side runs in its own child process (`python -m keras_cnns.profiling --side ...`):
 
@@ -204,7 +204,7 @@ def _run_side(args, side: str) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SystemExit(f"profile.py: the {side} side failed: {tail}")
+        raise SystemExit(f"profile_step.py: the {side} side failed: {tail}")
     return json.loads(lines[-1])
 
 
@@ -257,7 +257,7 @@ def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="profile.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="profile_step.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="alexnet")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=128)

@@ -1,4 +1,4 @@
-"""scripts/profile.py: both sides traced, op times grouped, the bound computed from them."""
+"""scripts/profile_step.py: both sides traced, op times grouped, the bound computed from them."""
 
 import json
 import subprocess
@@ -44,7 +44,7 @@ def test_bound_is_torch_step_over_our_kernel_time():
 def test_profile_script_traces_both_sides(tmp_path):
     out = tmp_path / "profile.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "profile.py"), "--model", "lenet",
+        [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "--model", "lenet",
          "--image-size", "16", "--steps", "5", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )

@@ -1,6 +1,6 @@
 """The reference trained the way the seed's PyTorch code would train it, for speed comparisons.
 
-`scripts/benchmark.py` and `scripts/profile.py` time this step against ours: the same
+`scripts/benchmark.py` and `scripts/profile_step.py` time this step against ours: the same
 architecture, optimizer and hyperparameters as a `RunConfig`, one in-memory batch (no input
 pipeline), eager PyTorch, NCHW as the seed writes it or channels_last.
 """

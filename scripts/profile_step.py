@@ -1,7 +1,7 @@
 """Profile one training step, ours and the PyTorch reference, op by op: see keras_cnns/profiling.py.
 
-python scripts/profile.py --model alexnet --image-size 96
-python scripts/profile.py --model lenet --image-size 28 --layout cl
+python scripts/profile_step.py --model alexnet --image-size 96
+python scripts/profile_step.py --model lenet --image-size 28 --layout cl
 """
 
 import sys
