@@ -106,6 +106,25 @@ def test_repeat_is_infinite(digits):
     assert len(take(ds, 5)) == 5  # the split has 179 images: two batches an epoch
 
 
+def test_loading_several_batches_per_call_changes_nothing_but_speed(digits, monkeypatch):
+    from keras_cnns.data import pipeline
+
+    def batches():
+        ds = build_pipeline(digits, "train", image_size=16, batch_size=64, seed=5,
+                            deterministic=True, repeat=True)
+        return take(ds, 45)  # crosses two epoch boundaries
+
+    assert pipeline.images_per_load(64, (16, 16), 1) == 4 * 64  # the default groups 4
+    grouped = batches()
+    monkeypatch.setattr(pipeline, "images_per_load", lambda batch_size, *_: batch_size)
+    single = batches()
+    for (xa, ya), (xb, yb) in zip(grouped, single, strict=True):
+        assert xa.shape == (64, 16, 16, 1)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert pipeline.images_per_load(128, (96, 96), 1) == 128  # large batches load alone
+
+
 def test_seeded_shuffle_and_deterministic_batches(digits):
     def batches(seed, augment="strong"):
         ds = build_pipeline(digits, "train", image_size=16, batch_size=64, augment=augment,
