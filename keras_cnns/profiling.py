@@ -115,33 +115,20 @@ def parse_tf_trace(logdir: str, steps: int, optimizer_scope: str) -> dict:
 
 
 def _profile_ours(args) -> dict:
-    import keras
     import tensorflow as tf
 
-    from keras_cnns.benchmark import benchmark_config, forward_flops
+    from keras_cnns.benchmark import benchmark_config, forward_flops, timed_epochs
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
     set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     model, _ = build_for_training(config, source.info, args.steps, tf.distribute.get_strategy())
-    epoch_seconds = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.start)
-
-    fit = dict(epochs=1, steps_per_epoch=args.steps, verbose=0)
-    # Epoch 1 traces and compiles; epoch 2 is the untraced step time (fit's own start-up,
-    # such as making the iterator, falls outside the epoch, as in benchmark.py).
-    model.fit(train_ds, **{**fit, "epochs": 2}, callbacks=[EpochTimer()])
-    step_ms = 1000 * epoch_seconds[-1] / args.steps
+    (seconds,) = timed_epochs(model, train_ds, args.steps, epochs=1)  # untraced
+    step_ms = 1000 * seconds / args.steps
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        model.fit(train_ds, **fit)
+        model.fit(train_ds, epochs=1, steps_per_epoch=args.steps, verbose=0)
         tf.profiler.experimental.stop()
         result = parse_tf_trace(logdir, args.steps, optimizer_scope(model.optimizer))
     return {**result, "step_ms": step_ms, "flops_forward": forward_flops(model)}

@@ -125,6 +125,18 @@ def test_loading_several_batches_per_call_changes_nothing_but_speed(digits, monk
     assert pipeline.images_per_load(128, (96, 96), 1) == 128  # large batches load alone
 
 
+def test_grouped_stream_keeps_its_batches_under_a_one_replica_mirrored_strategy(digits):
+    # tf.distribute rewrites batch ops; a `rebatch` split once came out as whole groups here.
+    ds = build_pipeline(digits, "train", image_size=16, batch_size=64, augment="light",
+                        seed=2, deterministic=True, repeat=True)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    distributed = iter(strategy.experimental_distribute_dataset(ds))
+    for x, y in take(ds, 6):
+        xd, yd = next(distributed)
+        np.testing.assert_array_equal(xd.numpy(), x)
+        np.testing.assert_array_equal(yd.numpy(), y)
+
+
 def test_seeded_shuffle_and_deterministic_batches(digits):
     def batches(seed, augment="strong"):
         ds = build_pipeline(digits, "train", image_size=16, batch_size=64, augment=augment,

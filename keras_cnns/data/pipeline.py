@@ -221,9 +221,17 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
         # One [2] seed per batch; fresh each pass over a finite dataset, identical across rebuilds.
         seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if repeat and group > 1:
-        ds = ds.rebatch(batch_size)
+        def load_group(indices, batch_seed):
+            # [group * B, ...] -> [group, B, ...], unbatched into `group` batches below. The -1
+            # lets tf.distribute's batch rewrite (B per replica) flow through; `rebatch` here
+            # broke a one-replica MirroredStrategy (it yielded the whole group).
+            return tuple(tf.reshape(t, tf.concat([[group, -1], tf.shape(t)[1:]], axis=0))
+                         for t in load(indices, batch_seed))
+
+        ds = ds.map(load_group, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    else:
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
