@@ -29,6 +29,17 @@ class ConfigError(ValueError):
     """A run configuration a user gave that cannot run; the message is one sentence."""
 
 
+def read_json_file(path: str | Path, what: str) -> Any:
+    """The JSON in `path`; a missing or unreadable file is a one-sentence `ConfigError`
+    that starts with `what` ("Config file", "Search space file")."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{what} {path} is not valid JSON ({error}).") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything a training run depends on.
@@ -120,12 +131,7 @@ class RunConfig:
     def from_json(cls, path: str | Path) -> RunConfig:
         """Read a config file, an export's `manifest.json` or a tuner's `best.json`."""
         path = Path(path)
-        try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"Config file {path} does not exist.") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ConfigError(f"Config file {path} is not valid JSON ({error}).") from None
+        values = read_json_file(path, "Config file")
         if not isinstance(values, dict):
             raise ConfigError(f"Config file {path} does not hold a JSON object.")
         # A manifest (or a tuner's best.json) nests the run config under "config".

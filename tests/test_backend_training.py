@@ -12,7 +12,6 @@ never trains a model twice.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from extras import require
 
 from keras_cnns import export as export_lib
 from keras_cnns import parity
@@ -33,16 +33,6 @@ from keras_cnns.data import build_pipeline, load_source
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
 EPOCHS = 2
-
-
-def _require(*modules: str) -> None:
-    """Skip without `modules`, except in CI, which installs every extra: there it fails."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed (pip install -e '.[torch,jax,onnx]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +121,7 @@ def check_keras_file_under(backend: str, export: Path, x: np.ndarray, tmp_path: 
 
 @pytest.mark.slow
 def test_train_under_jax_and_load_everywhere(tmp_path):
-    _require("jax", "torch", "onnxruntime", "tf2onnx")
+    require("jax", "torch", "onnxruntime", "tf2onnx")
     proc, export = train("jax", tmp_path)
     check_run("jax", proc, export, tmp_path)
     x = check_export_in_tensorflow(export)
@@ -149,7 +139,7 @@ def test_train_under_jax_and_load_everywhere(tmp_path):
 
 @pytest.mark.slow
 def test_train_under_torch_and_load_everywhere(tmp_path):
-    _require("torch", "jax")
+    require("torch", "jax")
     proc, export = train("torch", tmp_path, "--strategy", "mirrored", "--jit-compile")
     assert "(--strategy mirrored ignored)" in proc.stdout
     assert "without torch.compile" in proc.stdout
@@ -161,7 +151,7 @@ def test_train_under_torch_and_load_everywhere(tmp_path):
 @pytest.mark.slow
 def test_parity_report(tmp_path):
     """scripts/parity.py: every path within 1e-5 of the TF backend, for both models."""
-    _require("jax", "torch", "onnxruntime", "onnx", "tf2onnx")
+    require("jax", "torch", "onnxruntime", "onnx", "tf2onnx")
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "parity.py"), "--model", "lenet", "alexnet",

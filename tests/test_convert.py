@@ -5,7 +5,6 @@ Parity metric, as in test_reference_parity.py: `max|a - b| / max|b|` must be at 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,23 +15,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from extras import require
 
 from keras_cnns.models import build_model, get_model_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
 
-
-def _require(module: str) -> None:
-    """Skip without `module`, except in CI, which installs every extra: there it fails."""
-    if importlib.util.find_spec(module) is None:
-        message = f"{module} is not installed (pip install -e '.[torch,jax,onnx]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message, allow_module_level=True)
-
-
-_require("torch")
+require("torch")
 import torch  # noqa: E402
 
 from keras_cnns.reference import (  # noqa: E402

@@ -6,7 +6,6 @@ within 1e-5 (relative to their max), on uint8 images of any size, grey or colour
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from extras import require
 
 from keras_cnns import export as export_lib
 from keras_cnns.data import build_pipeline, load_source
@@ -27,18 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
 CONFIG = {"model": "lenet", "dataset": "synthetic", "image_size": 16, "label_smoothing": 0.0}
 
-
-def _require(*modules: str) -> None:
-    """Skip without `modules`, except in CI, which installs every extra: there it fails."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed (pip install -e '.[onnx]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message, allow_module_level=True)
-
-
-_require("onnxruntime", "onnx", "tf2onnx")
+require("onnxruntime", "onnx", "tf2onnx")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("these tests build their exports under the TensorFlow backend",
                 allow_module_level=True)

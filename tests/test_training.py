@@ -169,22 +169,8 @@ def test_divergence_stops_cleanly_and_exports_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_backup(tmp_path):
-    args = [
-        *TRAIN,
-        "--model",
-        "lenet",
-        "--dataset",
-        "synthetic",
-        "--image-size",
-        "16",
-        "--batch-size",
-        "25",
-        "--epochs",
-        "4",
-        "--no-jit-compile",
-        "--steps-per-execution",
-        "1",
-    ]
+    # Later flags win: TINY with smaller batches, more epochs and one step per call.
+    args = [*TRAIN, *TINY, "--batch-size", "25", "--epochs", "4", "--steps-per-execution", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

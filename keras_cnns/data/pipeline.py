@@ -202,8 +202,8 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
         # strategy makes its own, so its replicas would not see the batches a single device
         # sees (measured: MirroredStrategy over two CPUs trained on other batches).
         # Small batches are loaded `group` at a time and split afterwards: the per-op cost of
-        # the load function then falls on 4x the images (LeNet's batches of 128 28x28 images
-        # cost half the CPU per image).
+        # the load function then falls on 4x the images (benchmark.py's `pipeline` case for
+        # LeNet@28: 252k -> 350k img/s).
         group = images_per_load(batch_size, size, cached_channels) // batch_size
         if shuffle:
             ds = tf.data.Dataset.counter().flat_map(

@@ -48,6 +48,15 @@ class ModelEntry:
     reference: str
     description: str = ""
 
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ValueError, in one sentence, for options this architecture does not have."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(
+                f"Model '{self.name}' has no option {', '.join(map(repr, unknown))}; "
+                f"its options are: {', '.join(self.options)}."
+            )
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -87,12 +96,7 @@ def build_model(name: str, *, input_shape, num_classes: int, **options):
         An uncompiled `keras.Model` that maps float images to logits.
     """
     entry = get_model_entry(name)
-    unknown = sorted(set(options) - set(entry.options))
-    if unknown:
-        raise ValueError(
-            f"Model '{name}' has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(entry.options)}."
-        )
+    entry.check_options(options)
     return entry.builder(input_shape=input_shape, num_classes=num_classes, **options)
 
 

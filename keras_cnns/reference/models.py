@@ -212,12 +212,7 @@ def build_reference(name: str, *, input_shape, num_classes: int, **options) -> n
     from keras_cnns.models import get_model_entry
 
     entry = get_model_entry(name)
-    unknown = sorted(set(options) - set(entry.options))
-    if unknown:
-        raise ValueError(
-            f"Model '{name}' has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(entry.options)}."
-        )
+    entry.check_options(options)
     height, width_px, channels = (int(d) for d in input_shape)
     if min(height, width_px) < entry.min_image_size:
         raise ValueError(

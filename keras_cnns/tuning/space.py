@@ -17,12 +17,11 @@ that cannot be sampled, is a `ConfigError` of one sentence naming the file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.config import ConfigError, RunConfig, read_json_file
 
 # The repository's `tuning/` folder (keras_cnns/tuning/space.py -> ../../tuning).
 SPACE_DIR = Path(__file__).resolve().parents[2] / "tuning"
@@ -107,13 +106,7 @@ def default_space_path(model: str) -> Path:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a space file; every problem is a one-sentence `ConfigError`."""
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"Search space file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"Search space file {path} is not valid JSON ({error}).") from None
+    values = read_json_file(path, "Search space file")
     return space_from_dict(values, str(path))
 
 
