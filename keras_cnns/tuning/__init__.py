@@ -8,9 +8,9 @@
                         directory="tuning/runs/lenet-digits", tuner="random", max_trials=10)
     write_reports(result)          # best.json, results.csv, results.png
 
-Search spaces are data (`tuning/<model>.json`, see `space.py`); the hypermodel builds,
-compiles and trains through the trainer's own functions (`hypermodel.py`); `search.py`
-runs, resumes and distributes the search; `report.py` writes what it found.
+Search spaces are data (`keras_cnns/tuning/spaces/<model>.json`, see `space.py`); the
+hypermodel builds, compiles and trains through the trainer's own functions (`hypermodel.py`);
+`search.py` runs, resumes and distributes the search; `report.py` writes what it found.
 """
 
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel

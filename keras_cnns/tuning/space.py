@@ -1,4 +1,5 @@
-"""Search spaces as data: one JSON file per model in `tuning/`, read and checked here.
+"""Search spaces as data: one JSON file per model in `keras_cnns/tuning/spaces/`, read and
+checked here.
 
 A space file maps hyperparameter names, which are RunConfig field names, to a domain:
 
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
 
-# The repository's `tuning/` folder (keras_cnns/tuning/space.py -> ../../tuning).
-SPACE_DIR = Path(__file__).resolve().parents[2] / "tuning"
+# The built-in spaces ship inside the package (package data in pyproject.toml), so an installed
+# wheel finds them as well as a source checkout. keras_cnns.tuning is a regular package on
+# disk, so `files()` is a pathlib.Path here.
+SPACE_DIR = Path(str(resources.files("keras_cnns.tuning") / "spaces"))
 
 # name -> (kind, default sampling for ranges); the names are RunConfig fields.
 HYPERPARAMETERS = {

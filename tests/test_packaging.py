@@ -1,0 +1,60 @@
+"""The wheel carries what an installed package needs outside the source tree."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_search_spaces(tmp_path):
+    # Build from a copy holding only what a source distribution holds, so the build writes
+    # nothing into the checkout (build/, egg-info) and cannot pick up the top-level tuning/.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "keras_cnns", source / "keras_cnns",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--no-index", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("keras_cnns-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    spaces = sorted((ROOT / "keras_cnns" / "tuning" / "spaces").glob("*.json"))
+    assert {path.stem for path in spaces} >= {"lenet", "alexnet"}
+    for path in spaces:
+        assert f"keras_cnns/tuning/spaces/{path.name}" in names, sorted(names)
+    assert "keras_cnns/tuning/space.py" in names
+    assert not any(name.startswith(("tests/", "scripts/", "tuning/")) for name in names)
+
+    # Installed (not editable) and run from elsewhere, the package finds its spaces in itself.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = ("from keras_cnns import tuning; p = tuning.default_space_path('lenet'); "
+             "print(p); print(tuning.load_space(p).names)")
+    env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    path, names = result.stdout.splitlines()[-2:]
+    assert Path(path) == site / "keras_cnns" / "tuning" / "spaces" / "lenet.json"
+    assert "dropout" in names
+
+
+def test_default_spaces_load_through_the_package_not_the_checkout():
+    from keras_cnns import tuning
+
+    for model in ("lenet", "alexnet"):
+        path = tuning.default_space_path(model)
+        assert path.parent == ROOT / "keras_cnns" / "tuning" / "spaces"
+        assert tuning.load_space(path).names
+    assert not list((ROOT / "tuning").glob("*.json"))
