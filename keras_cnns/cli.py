@@ -35,6 +35,8 @@ HELP = {
     "width": "multiplier on every layer's channels and units",
     "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
     "augment": "augmentation policy: none, light or strong",
+    "train_fraction": "share of the training split to train on, stratified by class and "
+    "drawn with --seed (validation and test stay whole)",
     "seed": "seed of weights, shuffling and augmentation",
     "deterministic": "bit-reproducible run (op determinism, deterministic input pipeline)",
     "mixed_precision": "off, auto (float16 on a GPU, bfloat16 on a CPU with it), float16, bfloat16",

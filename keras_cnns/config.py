@@ -67,6 +67,8 @@ class RunConfig:
     width: float | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     augment: str | None = None
+    # A stratified share of the training split (validation and test stay whole).
+    train_fraction: float = 1.0
     seed: int = 0
     deterministic: bool = False
     mixed_precision: str = "off"
@@ -107,6 +109,10 @@ class RunConfig:
     def identity(self) -> str:
         """A short hash of what the run computes, to find an unfinished run of the same command."""
         payload = {k: v for k, v in self.to_dict().items() if k not in _PLACEMENT_FIELDS}
+        if payload.get("train_fraction") == 1.0:
+            # The whole split is what every run did before this field existed:
+            # leaving it out keeps their identities, so they still resume.
+            del payload["train_fraction"]
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -197,6 +203,7 @@ def _validate(config: RunConfig) -> None:
     check_float("label_smoothing", 0.0, 1.0)
     check_float("dropout", 0.0, 1.0)
     check_float("width", 0.0, None, low_open=True)
+    check_float("train_fraction", 0.0, 1.0, low_open=True, high_open=False)
     if (
         config.epochs is not None
         and config.warmup_epochs is not None

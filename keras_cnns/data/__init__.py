@@ -10,6 +10,7 @@ from keras_cnns.data.base import SPLITS, DataError, DataSource, SourceInfo
 from keras_cnns.data.idx import read_idx, write_idx
 from keras_cnns.data.pipeline import build_pipeline, preprocess
 from keras_cnns.data.sources import list_sources, load_source
+from keras_cnns.data.subset import subset_training_split
 
 __all__ = [
     "SPLITS",
@@ -24,5 +25,6 @@ __all__ = [
     "load_source",
     "preprocess",
     "read_idx",
+    "subset_training_split",
     "write_idx",
 ]

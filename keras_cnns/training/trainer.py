@@ -178,6 +178,8 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile
 def load_data(config: RunConfig, num_replicas: int = 1):
     """The source and the train / validation / test pipelines of a run."""
     source = data_lib.load_source(config.dataset, config.data_dir)
+    # Only the training split shrinks, so every fraction is scored on the same images.
+    source = data_lib.subset_training_split(source, config.train_fraction, config.seed)
     common = dict(
         image_size=config.image_size,
         batch_size=config.batch_size,
