@@ -1,104 +1,178 @@
-"""Classify images with an export: `python scripts/predict.py EXPORT IMAGE... [--top-k 3]`.
+"""Classify images with an export: `python scripts/predict.py EXPORT INPUT... [options]`.
 
-PNG, JPEG, GIF or BMP files of any size, grey or colour (an alpha channel is dropped), go
-uint8 into the SavedModel's `serving_default`, which resizes and normalises them as training
-did. For each image it prints the file name, then one `probability  class` line per class.
+INPUT is an image file, a folder (searched recursively) or a glob pattern ("photos/**/*.jpg",
+quoted). PNG, JPEG, GIF or BMP files of any size, grey or colour, go uint8 in batches into the
+export's `serving_default` signature, which resizes and normalises them as training did.
+
+--format table (default) prints each path and one `probability  class` line per top-k class;
+csv and json give, per image, the path, its true class when known, and the top-k labels and
+probabilities. A folder in the `folder` source's layout (one subfolder per class, named as the
+export's classes) also gives the accuracy and a confusion matrix: after the table, inside the
+JSON, and for CSV on stdout when --output holds the CSV (else on stderr).
+
+An unreadable image, or one whose header declares more than --max-pixels pixels (a possible
+decompression bomb), is reported on stderr, one line per file, and the run goes on.
+Exit status: 0 when every image was classified, 1 when some could not be (or the export is
+broken), 2 for a bad option. --output is never overwritten unless --overwrite is given, and
+nothing is written when no image could be classified.
 """
 
 import argparse
+import csv
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.runner import quiet_tensorflow  # noqa: E402  (stdlib only; no Keras)
+from keras_cnns import prediction  # noqa: E402  (TensorFlow only; no Keras)
+from keras_cnns.runner import quiet_tensorflow  # noqa: E402  (stdlib only)
 
 PROG = "predict.py"
+FORMATS = ("table", "csv", "json")
 
 
-class PredictError(Exception):
-    """A missing or unreadable export or image, in one sentence."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad option in one sentence (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message[0].upper()}{message[1:].rstrip('.')}.\n")
 
 
-def class_names(export: Path) -> list[str]:
-    if not export.is_dir():
-        raise PredictError(f"Export {export} does not exist.")
-    try:
-        names = json.loads((export / "manifest.json").read_text())["dataset"]["class_names"]
-    except FileNotFoundError:
-        raise PredictError(f"Export {export} has no manifest.json.") from None
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise PredictError(f"The manifest of export {export} has no readable class names.") \
-            from None
-    if not (export / "saved_model.pb").is_file():
-        raise PredictError(f"Export {export} has no SavedModel (saved_model.pb).")
-    return [str(name) for name in names]
+def parse_args(argv):
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("export", type=Path, help="the export directory")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (recursive) or quoted glob patterns")
+    parser.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    parser.add_argument("--format", default="table", choices=FORMATS,
+                        help="output format (default table)")
+    parser.add_argument("--output", type=Path, help="write the output here instead of stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per call of the signature (default 64)")
+    parser.add_argument("--max-pixels", type=int, default=prediction.DEFAULT_MAX_PIXELS,
+                        help="refuse images whose header declares more pixels (default "
+                             f"{prediction.DEFAULT_MAX_PIXELS:,}, Pillow's limit)")
+    args = parser.parse_args(argv)
+    for name in ("top_k", "batch_size", "max_pixels"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got "
+                         f"{getattr(args, name)}")
+    if args.output is not None:
+        if args.output.is_dir():
+            parser.error(f"--output {args.output} is a folder; give a file name")
+        if args.output.exists() and not args.overwrite:
+            parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+        if not args.output.parent.is_dir():
+            parser.error(f"the folder of --output {args.output} does not exist")
+        if not os.access(args.output.parent, os.W_OK):
+            parser.error(f"the folder of --output {args.output} is not writable")
+    return args
 
 
-def import_tensorflow():
-    # TF 2.21 imports keras.src.optimizers when Keras is installed; the SavedModel needs no
-    # Keras, and marking it absent halves the start-up time.
-    if "tensorflow" not in sys.modules:
-        for name in ("keras", "tf_keras"):
-            sys.modules.setdefault(name, None)
-    import tensorflow as tf
-
-    return tf
-
-
-def read_image(tf, path: Path):
-    """uint8 `[1, H, W, 1 or 3]`."""
-    try:
-        data = tf.io.read_file(str(path))
-        image = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError):
-        if not path.is_file():
-            raise PredictError(f"Image {path} does not exist.") from None
-        raise PredictError(f"Image {path} is not a PNG, JPEG, GIF or BMP file that TensorFlow "
-                           "can decode.") from None
-    keep = 1 if image.shape[-1] in (1, 2) else 3  # drop alpha
-    return image[None, ..., :keep]
+def format_evaluation(evaluation, names) -> str:
+    """Accuracy, then the confusion matrix with classes numbered (names can be long)."""
+    lines = [f"accuracy {evaluation.accuracy:.4f} "
+             f"({evaluation.correct} of {evaluation.total} images in class folders)",
+             "confusion matrix (rows: true class, columns: predicted class)"]
+    width = max(3, len(str(int(evaluation.confusion.max()))) + 1)
+    label_width = max(len(f"{i} {name}") for i, name in enumerate(names))
+    lines.append(" " * label_width + "".join(f"{i:>{width}}" for i in range(len(names))))
+    for i, row in enumerate(evaluation.confusion):
+        cells = "".join(f"{int(count):>{width}}" for count in row)
+        lines.append(f"{f'{i} {names[i]}':<{label_width}}{cells}")
+    return "\n".join(lines) + "\n"
 
 
-def predict(export: Path, images: list[Path], top_k: int) -> list[tuple[Path, list]]:
-    """`[(image, [(probability, class name), ...]), ...]`, best first."""
-    names = class_names(export)
-    for path in images:
-        if not path.is_file():
-            raise PredictError(f"Image {path} does not exist.")
-    tf = import_tensorflow()
-    try:
-        signature = tf.saved_model.load(str(export)).signatures["serving_default"]
-    except Exception as error:  # any load failure means a broken export
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise PredictError(f"The SavedModel in {export} cannot be loaded ({first}).") from None
-    results = []
-    for path in images:
-        probabilities = signature(images=read_image(tf, path))["probabilities"].numpy()[0]
-        best = probabilities.argsort()[::-1][:top_k]
-        results.append((path, [(float(probabilities[i]), names[i]) for i in best]))
-    return results
+def format_table(predictions, names, top_k) -> str:
+    lines = []
+    for p in predictions:
+        folder = "" if p.label is None else f"  (class folder {names[p.label]})"
+        lines.append(f"{p.path}{folder}")
+        lines.extend(f"  {probability:.4f}  {names[i]}" for i, probability in p.top(top_k))
+    return "".join(line + "\n" for line in lines)
+
+
+def format_csv(predictions, names, top_k) -> str:
+    k = min(top_k, len(names))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "true_label",
+                     *(f"{key}_{rank}" for rank in range(1, k + 1)
+                       for key in ("label", "probability"))])
+    for p in predictions:
+        top = [cell for i, probability in p.top(k) for cell in (names[i], f"{probability:.6f}")]
+        writer.writerow([str(p.path), "" if p.label is None else names[p.label], *top])
+    return out.getvalue()
+
+
+def format_json(predictions, names, top_k, evaluation, failures) -> str:
+    document = {
+        "predictions": [
+            {"path": str(p.path), "true_label": None if p.label is None else names[p.label],
+             "top_k": [{"label": names[i], "probability": probability}
+                       for i, probability in p.top(top_k)]}
+            for p in predictions],
+        "failed": failures,
+    }
+    if evaluation is not None:
+        document["accuracy"] = evaluation.accuracy
+        document["confusion_matrix"] = {"class_names": names,
+                                        "rows_true_columns_predicted":
+                                            evaluation.confusion.tolist()}
+    return json.dumps(document, indent=1) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("export", type=Path, help="the export directory")
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--top-k", type=int, default=3, help="classes to print (default 3)")
-    args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error(f"--top-k must be at least 1, got {args.top_k}.")
+    args = parse_args(argv)
+    failures = []
+
+    def report(message: str):
+        failures.append(message)
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.flush()
+
     try:
-        results = predict(args.export, args.images, args.top_k)
-    except PredictError as error:
+        names = prediction.read_class_names(args.export)
+        items, problems = prediction.collect_images(args.inputs, names)
+        for problem in problems:
+            report(problem)
+        if not items:
+            return 1
+        serving, names = prediction.load_export(args.export)
+    except prediction.PredictError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return 1
-    for path, top in results:
-        print(path)
-        for probability, name in top:
-            print(f"  {probability:.4f}  {name}")
-    return 0
+    predictions = prediction.classify(serving, items, batch_size=args.batch_size,
+                                      max_pixels=args.max_pixels, on_error=report)
+    if not predictions:
+        return 1
+    evaluation = prediction.evaluate(predictions, len(names))
+    summary = format_evaluation(evaluation, names) if evaluation is not None else ""
+    if args.format == "json":
+        text, summary = format_json(predictions, names, args.top_k, evaluation, failures), ""
+    elif args.format == "csv":
+        text = format_csv(predictions, names, args.top_k)
+    else:
+        text = format_table(predictions, names, args.top_k) + summary
+        summary = "" if args.output is None else summary
+    if args.output is not None:
+        write_atomically(args.output, text)
+        sys.stdout.write(summary)
+    else:
+        sys.stdout.write(text)
+        # The CSV owns stdout; the accuracy must not break a reader parsing it.
+        sys.stderr.write(summary if args.format == "csv" else "")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
