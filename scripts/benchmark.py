@@ -1,7 +1,8 @@
-"""Benchmark our training path against the PyTorch reference: see keras_cnns/benchmark.py.
+"""Benchmark our training path against the PyTorch reference.
 
-python scripts/benchmark.py --model alexnet --image-size 96
-python scripts/benchmark.py --model lenet --image-size 28
+python scripts/benchmark.py --model NAME --image-size 96
+
+NAME is any registered model; see keras_cnns/measure/benchmark.py.
 """
 
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.benchmark import main  # noqa: E402
+from keras_cnns.measure.benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 For each model, the max relative logit gap against the TF backend and the time per forward
 batch of: Keras under TensorFlow, JAX and torch (each in a subprocess with KERAS_BACKEND set),
-the PyTorch reference module, and ONNX Runtime on the ONNX export (keras_cnns.parity).
+the PyTorch reference module, and ONNX Runtime on the ONNX export (keras_cnns.measure.parity).
 Registry models are freshly initialised at their recipe's image size (1 channel, 10 classes);
 `--keras` adds trained models (.keras files or exports). Exit status 0 when every gap is at
 most 1e-5, else 1.
@@ -27,7 +27,7 @@ PROG = "parity.py"
 
 
 def main(argv=None) -> int:
-    from keras_cnns.parity import PATHS, TOLERANCE
+    from keras_cnns.measure.parity import PATHS, TOLERANCE
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="*", default=["lenet", "alexnet"],
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         parser.error("nothing to check: give --model names or --keras paths")
 
     with user_errors(PROG):
-        from keras_cnns import parity
+        from keras_cnns.measure import parity
 
         rows = parity.run(
             args.model, args.keras, paths=args.paths, batch_size=args.batch_size,

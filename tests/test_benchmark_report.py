@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from keras_cnns.benchmark_report import format_table, summarise
+from keras_cnns.measure.benchmark_report import format_table, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 

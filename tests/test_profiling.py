@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_cnns.profiling import CATEGORIES, summarise, tf_category, torch_category
+from keras_cnns.measure.profiling import CATEGORIES, summarise, tf_category, torch_category
 
 ROOT = Path(__file__).resolve().parent.parent
 

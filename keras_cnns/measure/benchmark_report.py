@@ -1,6 +1,6 @@
 """Tables of `scripts/benchmark.py`: medians, ratios, FLOP fractions and the device.
 
-`keras_cnns.benchmark` runs the cases; this module turns their JSON lines into the report
+`benchmark.py` beside it runs the cases; this module turns their JSON lines into the report
 (written as JSON) and the Markdown table printed at the end.
 """
 

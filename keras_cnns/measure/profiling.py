@@ -2,7 +2,7 @@
 
     python scripts/profile_step.py --model alexnet --image-size 96
 
-Each side runs in its own child process (`python -m keras_cnns.profiling --side ...`):
+Each side runs in its own child process (`python -m keras_cnns.measure.profiling --side`):
 
 - `ours`: `train.py`'s model, optimizer and input pipeline (as `scripts/benchmark.py` builds
   them), one epoch traced with the TensorFlow profiler. This side runs with one inter-op
@@ -117,7 +117,7 @@ def parse_tf_trace(logdir: str, steps: int, optimizer_scope: str) -> dict:
 def _profile_ours(args) -> dict:
     import tensorflow as tf
 
-    from keras_cnns.benchmark import benchmark_config, forward_flops, timed_epochs
+    from keras_cnns.measure.benchmark import benchmark_config, forward_flops, timed_epochs
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
@@ -138,7 +138,7 @@ def _profile_torch(args) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from keras_cnns.benchmark import benchmark_config
+    from keras_cnns.measure.benchmark import benchmark_config
     from keras_cnns.reference.training import reference_setup, reference_training_step
 
     config = benchmark_config(args)
@@ -177,14 +177,15 @@ def _profile_torch(args) -> dict:
 
 # -- parent side ------------------------------------------------------------------------------
 def _run_side(args, side: str) -> dict:
-    argv = [sys.executable, "-m", "keras_cnns.profiling", "--side", side]
+    argv = [sys.executable, "-m", "keras_cnns.measure.profiling", "--side", side]
     for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
                  "mixed_precision"):
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if side == "ours":
         env["TF_NUM_INTEROP_THREADS"] = "1"  # serial ops: their times add up to the step
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
@@ -264,9 +265,6 @@ def main(argv=None) -> int:
     # benchmark._config reads these; the profile keeps the recipe's own values.
     args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
     if args.side:
-        from keras_cnns.runner import quiet_tensorflow
-
-        quiet_tensorflow()
         result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
         print(json.dumps(result), flush=True)
         return 0

@@ -2,8 +2,8 @@
 
     python scripts/benchmark.py --model alexnet --image-size 96
 
-Every case runs in a fresh child process (`python -m keras_cnns.benchmark --case ...`), and
-the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
+Every case runs in a fresh child process (`python -m keras_cnns.measure.benchmark --case ...`),
+and the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
 every case alike; the table reports medians and their ratios. The cases:
 
 - `ours_train`: what `train.py` runs. The model, optimizer, loss and compile settings come
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_cnns.benchmark_report import (
+from keras_cnns.measure.benchmark_report import (
     device_description,
     format_table,
     summarise,
@@ -165,7 +165,7 @@ def _case_peak(args):
     import numpy as np
     import tensorflow as tf
 
-    from keras_cnns.training.trainer import precision_mode
+    from keras_cnns.training.precision import precision_mode
 
     mode = precision_mode(args.mixed_precision or "off")
     dtype = {"off": "float32", "bfloat16": "bfloat16", "float16": "float16"}[mode]
@@ -229,9 +229,6 @@ def forward_flops(model) -> int:
 
 
 def run_case(args) -> dict:
-    from keras_cnns.runner import quiet_tensorflow
-
-    quiet_tensorflow()
     if args.case == "peak":
         result = _case_peak(args)
     elif args.case.startswith("torch"):
@@ -243,9 +240,9 @@ def run_case(args) -> dict:
     return result
 
 
-# -- parent side: interleave and collect (the tables: keras_cnns.benchmark_report) -----------------
+# -- parent side: interleave and collect (the tables: benchmark_report.py) ----------------------
 def _child_args(args, case) -> list[str]:
-    argv = [sys.executable, "-m", "keras_cnns.benchmark", "--case", case]
+    argv = [sys.executable, "-m", "keras_cnns.measure.benchmark", "--case", case]
     for name in (
         "model",
         "image_size",
@@ -267,8 +264,9 @@ def _child_args(args, case) -> list[str]:
 
 
 def run_all(args) -> dict:
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
