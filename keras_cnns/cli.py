@@ -15,6 +15,7 @@ from typing import Any
 
 from keras_cnns import config as config_module
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.data.augment import list_augment_policies
 from keras_cnns.models import get_model_entry, list_models
 
 HELP = {
@@ -34,7 +35,7 @@ HELP = {
     "dropout": "dropout rate of the model's classifier",
     "width": "multiplier on every layer's channels and units",
     "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
-    "augment": "augmentation policy: none, light or strong",
+    "augment": f"augmentation policy, one of: {', '.join(list_augment_policies())}",
     "train_fraction": "share of the training split to train on, stratified by class and "
     "drawn with --seed (validation and test stay whole)",
     "seed": "seed of weights, shuffling and augmentation",
@@ -64,7 +65,9 @@ _RECIPE_FIELDS = (
 )
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
+
     def error(self, message):
         sentence = message[0].upper() + message[1:]
         self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
@@ -95,7 +98,7 @@ def _parse_model_kwargs(items: list[str]) -> dict[str, Any]:
 def build_parser(
     prog: str | None = None, description: str | None = None
 ) -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=prog,
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -131,23 +134,55 @@ def build_parser(
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Merge `--config` (if any) with the flags given; raises ConfigError."""
+def _write_note(message: str) -> None:
+    sys.stderr.write(f"note: {message}\n")
+
+
+def config_from_args(args: argparse.Namespace, note=_write_note) -> RunConfig:
+    """Merge `--config` (if any) with the flags given; raises ConfigError.
+
+    A `--model` other than the config file's drops the file's recipe values and model options
+    (they were chosen for the other model); `note` gets one sentence naming what was dropped.
+    """
     given = {key: value for key, value in vars(args).items() if key in _field_names()}
     if "model_kwargs" in given:
         given["model_kwargs"] = _parse_model_kwargs(given["model_kwargs"])
-    base = RunConfig.from_json(args.config) if getattr(args, "config", None) else RunConfig()
+    config_file = getattr(args, "config", None)
+    base = RunConfig.from_json(config_file) if config_file else RunConfig()
     values = base.to_dict()
     # Where the recorded run lived is not part of what it computed: a re-run from its config
     # (or its export's manifest) gets its own run directory and export path.
     values.update(output=None, resume=None)
-    if "model" in given and given["model"] != base.model and getattr(args, "config", None):
-        # Another model's recipe does not carry over: recipe fields go back to "from the model".
+    if config_file and "dataset" in given and given["dataset"] != base.dataset:
+        # The file's data directory held the file's data set, not the one named now.
+        values["data_dir"] = None
+    if config_file and "model" in given and given["model"] != base.model:
+        dropped = _dropped_recipe(base, given["model"])
         for name in _RECIPE_FIELDS:
             values[name] = None
         values["model_kwargs"] = {}
+        if dropped:
+            note(
+                f"--model {given['model']} replaces {config_file}'s {base.model} values "
+                f"{', '.join(dropped)} with {given['model']}'s recipe."
+            )
     values.update(given)
     return RunConfig.from_dict(values)
+
+
+def _dropped_recipe(base: RunConfig, model: str) -> list[str]:
+    """`name=value` of the recipe fields and options of `base` that `model`'s recipe changes."""
+    if model not in list_models():
+        return []  # validation names the unknown model
+    entry = get_model_entry(model)
+    dropped = []
+    for name in _RECIPE_FIELDS:
+        value = getattr(base, name)
+        if value is not None and value != entry.recipe.get(name, entry.options.get(name)):
+            dropped.append(f"{name}={value}")
+    kwargs = base.model_kwargs if isinstance(base.model_kwargs, dict) else {}
+    dropped.extend(f"{name}={value}" for name, value in sorted(kwargs.items()))
+    return dropped
 
 
 def parse_config(argv=None, prog=None, description=None) -> tuple[RunConfig, argparse.Namespace]:
@@ -155,9 +190,14 @@ def parse_config(argv=None, prog=None, description=None) -> tuple[RunConfig, arg
     parser = build_parser(prog, description)
     args = parser.parse_args(argv)
     try:
-        return config_from_args(args).resolve(), args
+        return config_from_args(args, note=note_writer(parser.prog)).resolve(), args
     except ConfigError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def note_writer(prog: str):
+    """Where `config_from_args` sends its notes: one `PROG: note: ...` line on stderr."""
+    return lambda message: sys.stderr.write(f"{prog}: note: {message}\n")
 
 
 def _field_names():

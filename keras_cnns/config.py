@@ -23,6 +23,11 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("off", "auto", "float16", "bfloat16")
 # Fields that say where a run lives, not what it computes: excluded from the run's identity.
 _PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx")
+# A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
+# as 1000000000000 from running for ever.
+MAX_EPOCHS = 100_000
+# Sources that read no files: a --data-dir beside them would be ignored, yet recorded.
+SOURCES_WITHOUT_FILES = ("digits", "synthetic")
 
 
 class ConfigError(ValueError):
@@ -179,15 +184,34 @@ def _validate(config: RunConfig) -> None:
             upper = "inf" if high is None else high
             fail(f"{name} must be in {left}{low}, {upper}{right}, got {value}.")
 
-    if config.model not in list_models():
+    def check_path(name, *, optional=True):
+        value = getattr(config, name)
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value.strip():
+            flag = "--" + name.replace("_", "-")
+            fail(f"{name} ({flag}) must be a non-empty path, got {value!r}.")
+
+    if not isinstance(config.model, str) or config.model not in list_models():
         fail(f"Unknown model '{config.model}'; known models are: {', '.join(list_models())}.")
     entry = get_model_entry(config.model)
     if not isinstance(config.dataset, str) or not config.dataset:
         fail(f"dataset must be a non-empty name, got {config.dataset!r}.")
+    check_path("data_dir")
+    check_path("run_dir", optional=False)
+    check_path("output")
+    check_path("resume")
+    if config.data_dir is not None and config.dataset.lower() in SOURCES_WITHOUT_FILES:
+        fail(
+            f"The {config.dataset} source reads no files, so --data-dir {config.data_dir} "
+            "would be ignored; drop it, or name the data set that is in it (--dataset)."
+        )
     check_int("image_size", 1)
     if config.image_size is not None and config.image_size < entry.min_image_size:
         fail(f"{config.model} needs image_size >= {entry.min_image_size}, got {config.image_size}.")
     check_int("epochs", 1)
+    if config.epochs is not None and config.epochs > MAX_EPOCHS:
+        fail(f"epochs must be at most {MAX_EPOCHS}, got {config.epochs}.")
     check_int("batch_size", 1)
     check_int("seed", 0)
     check_int("steps_per_execution", 0)

@@ -1,10 +1,11 @@
 """Score a run directory or an export: `python scripts/evaluate.py runs/<run>`.
 
 Prints accuracy and loss on the test split (or `--split`), and writes a confusion-matrix
-PNG (`--confusion`, default `confusion-<split>.png` inside the run or export).
+PNG (`--confusion`; default `confusion-<split>.png` inside a run directory, and
+`confusion-<export>-<split>.png` in the current directory for an export, which it never
+writes into: verify.py would then find a file its manifest does not list).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,18 +17,26 @@ quiet_tensorflow()
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    from keras_cnns.cli import OneLineParser
+
+    parser = OneLineParser(prog="evaluate.py", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run directory (runs/...) or an export (saved_models/...)")
     parser.add_argument("--dataset", help="score on another source (default: the trained one)")
     parser.add_argument("--data-dir", help="where --dataset's files are")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--confusion", help="confusion-matrix PNG path")
+    parser.add_argument("--confusion", help="confusion-matrix PNG path (default: in the run "
+                        "directory, or in the current directory for an export)")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     with user_errors("evaluate.py"):
-        from keras_cnns.training.evaluate import evaluate_path
+        from keras_cnns.config import ConfigError
+        from keras_cnns.training.evaluate import confusion_path, evaluate_path
 
-        png = Path(args.confusion or Path(args.path) / f"confusion-{args.split}.png")
+        if not Path(args.path).exists():
+            raise ConfigError(f"{args.path} does not exist.")
+        png = confusion_path(args.path, args.split, args.confusion)
         metrics = evaluate_path(
             args.path,
             dataset=args.dataset,

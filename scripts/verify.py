@@ -97,7 +97,12 @@ def run_serving(tf, signature, images, batch_size):
 
     probabilities, classes = [], []
     for start in range(0, len(images), batch_size):
-        out = signature(images=tf.constant(images[start:start + batch_size]))
+        try:
+            out = signature(images=tf.constant(images[start:start + batch_size]))
+        except (tf.errors.OpError, TypeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "no reason"
+            raise VerifyError(f"serving_default rejects images {images.dtype} "
+                              f"{list(images.shape)} ({first}).") from None
         probabilities.append(out["probabilities"].numpy())
         classes.append(out["classes"].numpy())
     return np.concatenate(probabilities), np.concatenate(classes)
@@ -112,11 +117,70 @@ def read_manifest(export: Path) -> dict:
         raise VerifyError(f"Export {export} has no manifest.json.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise VerifyError(f"The manifest of export {export} is not valid JSON.") from None
+    if not isinstance(manifest, dict):
+        raise VerifyError(f"The manifest of export {export} does not hold a JSON object.")
     missing = [key for key in ("files", "golden", "evaluation", "metrics") if key not in manifest]
-    if manifest.get("format_version", 0) < FORMAT_VERSION or missing:
+    version = manifest.get("format_version", 0)
+    if not _is_number(version) or version < FORMAT_VERSION or missing:
         raise VerifyError(f"The manifest of export {export} predates verifiable exports "
                           f"(format_version {manifest.get('format_version')}).")
+    check_fields(manifest)
     return manifest
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _inside(name) -> bool:
+    """A relative path that stays inside the export: no absolute path, drive or `..`."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return False
+    parts = name.split("/")
+    return not name.startswith("/") and ".." not in parts and ":" not in parts[0]
+
+
+def check_fields(manifest: dict) -> None:
+    """The fields the checks read have the types they need; a tampered or hand-edited
+    manifest is refused here, naming the field, instead of failing inside a check."""
+    def bad(field, value, want):
+        raise VerifyError(f"The manifest's {field} must be {want}, got {value!r}.")
+
+    files, golden = manifest["files"], manifest["golden"]
+    evaluation, metrics = manifest["evaluation"], manifest["metrics"]
+    for field, value in (("files", files), ("golden", golden), ("evaluation", evaluation),
+                         ("metrics", metrics)):
+        if not isinstance(value, dict):
+            bad(field, value, "an object")
+    for name, digest in files.items():
+        if not _inside(name):
+            raise VerifyError(f"The manifest lists file {name!r}, which is outside the export.")
+        if not isinstance(digest, str):
+            bad(f"sha256 of {name}", digest, "a string")
+    for field in ("test_set", "images_file"):
+        section = evaluation if field == "test_set" else golden
+        if section.get(field) and not _inside(section[field]):
+            bad(field, section[field], "a file inside the export")
+    indices = golden.get("indices")
+    if not isinstance(indices, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices):
+        bad("golden.indices", indices, "a list of test indices")
+    if not isinstance(golden.get("probabilities"), list):
+        bad("golden.probabilities", golden.get("probabilities"), "a list")
+    batch_size = evaluation.get("batch_size")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        bad("evaluation.batch_size", batch_size, "a positive integer")
+    smoothing = evaluation.get("label_smoothing")
+    if not _is_number(smoothing) or not 0 <= smoothing < 1:
+        bad("evaluation.label_smoothing", smoothing, "a number in [0, 1)")
+    epsilon = evaluation.get("loss_epsilon")
+    if not _is_number(epsilon) or not 0 < epsilon < 1:
+        bad("evaluation.loss_epsilon", epsilon, "a number in (0, 1)")
+    if not isinstance(evaluation.get("content_sha256"), str):
+        bad("evaluation.content_sha256", evaluation.get("content_sha256"), "a string")
+    for field in ("test_accuracy", "test_loss"):
+        if not _is_number(metrics.get(field)):
+            bad(f"metrics.{field}", metrics.get(field), "a number")
 
 
 def check_files(export: Path, recorded: dict) -> str:
@@ -138,14 +202,22 @@ def check_files(export: Path, recorded: dict) -> str:
 
 
 def load_split(path: Path, what: str):
+    """uint8 images `[N, H, W, 1 or 3]` and one integer label each, from an .npz file."""
     import numpy as np
 
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            return arrays["images"], arrays["labels"]
-    except (OSError, KeyError, ValueError) as error:
+            images, labels = arrays["images"], arrays["labels"]
+    except (OSError, KeyError, ValueError, EOFError) as error:
         raise VerifyError(f"{what} {path} is not an .npz with images and labels ({error}).") \
             from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise VerifyError(f"{what} {path} must hold uint8 images [N, H, W, 1 or 3], got "
+                          f"{images.dtype} {list(images.shape)}.")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+        raise VerifyError(f"{what} {path} must hold one integer label per image "
+                          f"({len(images)}), got {labels.dtype} {list(labels.shape)}.")
+    return images, labels
 
 
 def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
@@ -155,9 +227,19 @@ def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
     indices = np.asarray(golden["indices"], dtype=np.int64)
     if golden.get("images_file"):
         images, _ = load_split(export / golden["images_file"], "Golden file")
+    elif test_set is None:
+        raise VerifyError("The export stores no test split for its golden images; pass it "
+                          "with --data.")
+    elif len(indices) and indices.max() >= len(test_set[0]):
+        raise VerifyError(f"The test split holds {len(test_set[0])} images, but the golden "
+                          f"probe images include test index {indices.max()}.")
     else:
         images = test_set[0][indices]
-    expected = np.asarray(golden["probabilities"], dtype=np.float64)
+    try:
+        expected = np.asarray(golden["probabilities"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise VerifyError("The manifest's golden.probabilities is not a table of numbers.") \
+            from None
     got, _ = run_serving(tf, signature, images, max(1, len(images)))
     if got.shape != expected.shape:
         raise VerifyError(f"The golden probabilities have shape {expected.shape} in the manifest "
@@ -223,8 +305,15 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
     return lines
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2 (keras_cnns.cli's, repeated: no keras_cnns here)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message[0].upper()}{message[1:].rstrip('.')}.\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path, help="the export directory")
     parser.add_argument("--data", type=Path, help="the test split as .npz (images, labels), "
                         "for exports too large to store it")

@@ -109,7 +109,11 @@ def test_every_field_has_a_flag_with_its_default_in_help():
     text = build_parser().format_help()
     for field in dataclasses.fields(RunConfig):
         assert "--" + field.name.replace("_", "-") in text
-    assert "(default: from the model's recipe (alexnet: 64, lenet: 28))" in " ".join(text.split())
+    flat = " ".join(text.split())
+    recipe = flat[flat.index("--image-size"):].split("(default: from the model's recipe (")[1]
+    assert "alexnet: 64" in recipe.split(")")[0] and "lenet: 28" in recipe.split(")")[0]
+    augment = flat[flat.rindex("--augment AUGMENT"):].split("(default")[0]
+    assert all(policy in augment for policy in ("none", "light", "medium", "strong"))
 
 
 def test_usage_errors_exit_2(capsys):
@@ -127,11 +131,11 @@ def test_usage_errors_exit_2(capsys):
 def test_auto_precision_is_the_fast_one_this_machine_has(monkeypatch, gpu, bfloat16_cpu, expected):
     import tensorflow as tf
 
-    from keras_cnns.training import trainer
+    from keras_cnns.training import precision
 
     gpus = ["/physical_device:GPU:0"] if gpu else []
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
-    monkeypatch.setattr(trainer, "cpu_has_bfloat16", lambda: bfloat16_cpu)
-    assert trainer.precision_mode("auto") == expected
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: bfloat16_cpu)
+    assert precision.precision_mode("auto") == expected
     for explicit in ("off", "float16", "bfloat16"):
-        assert trainer.precision_mode(explicit) == explicit
+        assert precision.precision_mode(explicit) == explicit

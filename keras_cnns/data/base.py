@@ -85,11 +85,26 @@ def make_source(name, splits, class_names, *, allow_horizontal_flip) -> DataSour
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         if len(images) == 0:
             raise DataError(f"The {split} split of {name!r} is empty; add more images.")
-        if labels.min() < 0 or labels.max() >= len(class_names):
-            raise DataError(f"The {split} split of {name!r} has labels outside its classes.")
+        if len(labels) != len(images):
+            raise DataError(
+                f"The {split} split of {name!r} has {len(labels)} labels for {len(images)} images."
+            )
+        outside = labels[(labels < 0) | (labels >= len(class_names))]
+        if len(outside):
+            raise DataError(
+                f"The {split} split of {name!r} has label {int(outside[0])}, outside its "
+                f"{len(class_names)} classes (0-{len(class_names) - 1})."
+            )
         images.setflags(write=False)
         labels.setflags(write=False)
         clean[split] = (images, labels)
+    present = np.unique(clean["train"][1])
+    if len(class_names) < 2 or len(present) < 2:
+        only = ", ".join(str(class_names[i]) for i in present)
+        raise DataError(
+            f"The train split of {name!r} holds only class {only}; a classifier needs images "
+            "of at least two classes."
+        )
     train = clean["train"][0]
     mean, std = channel_stats(train)
     info = SourceInfo(

@@ -8,6 +8,8 @@ bytes, not the file name, so renamed files still load.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import re
 import zlib
 from pathlib import Path
@@ -23,32 +25,69 @@ _PATTERN = re.compile(r"^(train|t10k|test)-(images|labels)[-.]idx([13])-ubyte(\.
 
 
 def read_idx(path) -> np.ndarray:
-    """Read one IDX file (gzipped or raw) into a numpy array; a damaged file is a DataError."""
+    """Read one IDX file (gzipped or raw) into a numpy array; a damaged file is a DataError.
+
+    A gzipped file is inflated as a stream and never beyond the size its header promises, so
+    a small `.gz` that inflates to gigabytes (a gzip bomb) is refused after reading one byte
+    too many, and a header that promises more than this machine's memory is refused unread.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            compressed = handle.read(2) == b"\x1f\x8b"
+            handle.seek(0)
+            if compressed:
+                with gzip.GzipFile(fileobj=handle) as stream:
+                    return _read_stream(path, stream, stored=None)
+            return _read_stream(path, handle, stored=os.fstat(handle.fileno()).st_size)
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise DataError(f"{path} is a damaged or truncated gzip file.") from None
     except OSError as err:
         raise DataError(f"Cannot read IDX file {path}: {err.strerror or err}.") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            raise DataError(f"{path} is a damaged or truncated gzip file.") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+
+
+def _read_stream(path: Path, stream, stored: int | None) -> np.ndarray:
+    """The array in `stream`; `stored` is the file's size on disk when it is not compressed."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (its magic number is wrong).")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    ndim = magic[3]
+    dims = stream.read(4 * ndim)
+    if ndim == 0 or len(dims) < 4 * ndim:
         raise DataError(f"{path} is not an IDX file (its header is incomplete).")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+    dtype = np.dtype(_DTYPES[magic[2]])
+    expected = math.prod(shape) * dtype.itemsize
+    header = 4 + 4 * ndim
+    if stored is not None and stored - header != expected:
         raise DataError(
             f"{path} is truncated or corrupt: its header promises {expected} bytes of data "
-            f"but it holds {len(raw) - header}."
+            f"but it holds {stored - header}."
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    limit = _memory_limit()
+    if limit is not None and expected > limit // 2:
+        raise DataError(
+            f"{path} promises {expected} bytes of data in its header ({' x '.join(map(str, shape))}"
+            f"), more than half of this machine's {limit} bytes of memory."
+        )
+    data = stream.read(expected)
+    if len(data) != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: its header promises {expected} bytes of data "
+            f"but it holds {len(data)}."
+        )
+    if stream.read(1):
+        raise DataError(
+            f"{path} holds more data than the {expected} bytes its header promises "
+            "(corrupt, or a gzip bomb); it was not read further."
+        )
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _memory_limit() -> int | None:
+    from keras_cnns.preflight import machine_memory
+
+    return machine_memory()
 
 
 def find_idx_files(directory) -> dict:
@@ -90,6 +129,8 @@ def load_idx_dir(directory) -> dict:
     for split in ("train", "test"):
         images = read_idx(files[split, "images"])
         labels = read_idx(files[split, "labels"])
+        if len(images) == 0:
+            raise DataError(f"{files[split, 'images']} holds no images.")
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise DataError(
                 f"{files[split, 'images']} must hold uint8 images of shape [N, H, W] or "

@@ -14,6 +14,10 @@ Splits (all deterministic, stratified, and independent of the run's seed by defa
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,9 @@ NO_FLIP = frozenset({"digits", "mnist", "kmnist", "emnist", "binarized_mnist", "
                      "omniglot", "idx"})
 FLIP = frozenset({"fashion_mnist", "cifar10", "cifar100"})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# A data set name, optionally with a TFDS config and version ("emnist/letters:3.0.0"): never a
+# path, so that a name cannot reach outside the data directory ("mnist/../../etc").
+_PLAIN_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+(\.[a-z0-9_]+)*)?(:[0-9][0-9.*]*)?$")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
@@ -57,6 +64,11 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
     `image_size` (folder/TFDS: resize on load), `channels` (folder), and the synthetic options.
     """
     key = (name or "digits").strip().lower().replace("-", "_")
+    if not _PLAIN_NAME.match(key):
+        raise DataError(
+            f"Dataset name {name!r} is not a plain name (letters, digits and underscores, "
+            "optionally /config and :version)."
+        )
     flip = options.pop("allow_horizontal_flip", None)
     val_frac = float(options.pop("validation_fraction", 0.1))
     if not 0.0 < val_frac < 1.0:
@@ -68,6 +80,8 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
     else:
         split_seed = int(options.pop("split_seed", 0))
     if data_dir is not None and not Path(data_dir).is_dir():
+        if Path(data_dir).exists():
+            raise DataError(f"The data directory {data_dir} is a file, not a directory.")
         raise DataError(f"The data directory {data_dir} does not exist.")
 
     if key == "digits":
@@ -90,10 +104,7 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
                 raise DataError("The idx source needs --data-dir pointing at IDX files.")
             _check_options(key, options, ())
             splits = idx.load_idx_dir(idx_dir)
-            n = int(max(splits["train"][1].max(), splits["test"][1].max())) + 1
-            classes = IDX_CLASS_NAMES.get(key, tuple(str(i) for i in range(n)))
-            if len(classes) < n:
-                raise DataError(f"The IDX files in {idx_dir} have labels beyond {key}'s classes.")
+            classes = _idx_classes(key, idx_dir, splits)
             label = key if key != "idx" else f"idx:{idx_dir.resolve().name}"
         else:
             from keras_cnns.data.tfds_source import load_tfds
@@ -113,6 +124,35 @@ def _check_options(key, options, allowed):
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise DataError(f"Source {key!r} does not take option(s) {', '.join(unknown)}.")
+
+
+def _idx_classes(key: str, idx_dir: Path, splits: dict) -> tuple[str, ...]:
+    """Class names of an IDX set: the named data set's, or "0".."N-1" for `idx`.
+
+    Labels must number the classes: one stray label 200 in a ten-class set would otherwise
+    make a 201-class model with 191 classes that never occur.
+    """
+    labels = np.concatenate([splits["train"][1], splits["test"][1]])
+    lowest, highest = int(labels.min()), int(labels.max())
+    if lowest < 0:
+        raise DataError(f"The IDX files in {idx_dir} have label {lowest}; labels start at 0.")
+    if key in IDX_CLASS_NAMES:
+        classes = IDX_CLASS_NAMES[key]
+        if highest >= len(classes):
+            raise DataError(
+                f"The IDX files in {idx_dir} have label {highest}, beyond {key}'s "
+                f"{len(classes)} classes (0-{len(classes) - 1})."
+            )
+        return classes
+    present = set(np.unique(splits["train"][1]).tolist())
+    absent = [c for c in range(highest + 1) if c not in present]
+    if absent:
+        raise DataError(
+            f"The IDX files in {idx_dir} have label {highest} but no training image of "
+            f"{len(absent)} class(es) below it (first {absent[0]}); labels must number the "
+            f"classes 0 to N-1."
+        )
+    return tuple(str(i) for i in range(highest + 1))
 
 
 def _idx_dir(data_dir: Path, key: str) -> Path | None:
@@ -180,7 +220,7 @@ def _folder(root: Path, seed: int, image_size=None, channels=None):
         if "test" in layout and (root / name).is_dir():
             layout["validation"] = root / name
             break
-    classes = sorted(p.name for p in layout["train"].iterdir()
+    classes = sorted(p.name for p in _entries(layout["train"])
                      if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"{layout['train']} needs at least two class subfolders of images.")
@@ -200,14 +240,14 @@ def _folder(root: Path, seed: int, image_size=None, channels=None):
 
 def _scan(root: Path, classes, require_all: bool) -> list:
     """Sorted `(path, class index)` pairs under `root/<class>/`; train needs every class."""
-    extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in classes
+    extra = sorted(p.name for p in _entries(root) if p.is_dir() and p.name not in classes
                    and not p.name.startswith("."))
     if extra:
         raise DataError(f"{root} has class folder(s) {', '.join(extra)} missing from train.")
     listing = []
     for index, name in enumerate(classes):
         folder = root / name
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) \
+        paths = sorted(p for p in _entries(folder) if p.suffix.lower() in IMAGE_EXTENSIONS) \
             if folder.is_dir() else []
         if not paths and require_all:
             raise DataError(f"The class folder {folder} holds no PNG or JPEG images.")
@@ -219,12 +259,15 @@ def _folder_format(paths, image_size, channels):
     """Pick the channel count (3 if any image is colour) and the common (height, width)."""
     from PIL import Image, UnidentifiedImageError
 
-    modes, sizes = set(), set()
+    modes, sizes = set(), Counter()
     for path in paths:
         try:
             with Image.open(path) as img:
+                _check_pixels(path, img.width, img.height)
                 modes.add(img.mode)
-                sizes.add((img.height, img.width))
+                sizes[img.height, img.width] += 1
+        except Image.DecompressionBombError:  # not an OSError
+            raise DataError(f"{path} is too large to decode (a decompression bomb?).") from None
         except (OSError, UnidentifiedImageError):
             raise DataError(f"{path} is not a readable PNG or JPEG image.") from None
     if channels is None:
@@ -233,11 +276,39 @@ def _folder_format(paths, image_size, channels):
         raise DataError(f"channels must be 1 or 3, got {channels}.")
     if image_size is not None:
         size = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
-    elif len(sizes) == 1:
-        size = sizes.pop()
     else:
-        raise DataError("The folder's images differ in size; pass image_size to resize them.")
+        # Mixed sizes are resized to the most common one (the larger on a tie); the pipeline
+        # resizes to the model's input afterwards anyway.
+        size = max(sizes, key=lambda hw: (sizes[hw], hw))
     return channels, size
+
+
+def _check_pixels(path, width: int, height: int) -> None:
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise DataError(
+            f"{path} declares {width}x{height} pixels, more than the {limit} PIL decodes "
+            "safely (a decompression bomb?)."
+        )
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of `folder`; an unreadable folder or a symlink loop or dangling link in it
+    is a DataError naming it, where `is_dir()` would silently skip it."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError as error:
+        raise DataError(f"Cannot read the folder {folder} ({error.strerror or error}).") from None
+    for entry in entries:
+        if entry.is_symlink():
+            try:
+                os.stat(entry)
+            except OSError as error:
+                what = "a symlink loop" if error.errno == errno.ELOOP else "a dangling symlink"
+                raise DataError(f"{entry} is {what}; remove it or fix its target.") from None
+    return entries
 
 
 def _read_image(path, channels, size):
@@ -245,10 +316,13 @@ def _read_image(path, channels, size):
 
     try:
         with Image.open(path) as img:
+            _check_pixels(path, img.width, img.height)
             img = img.convert("L" if channels == 1 else "RGB")
             if (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(img, np.uint8)
+    except Image.DecompressionBombError:  # not an OSError
+        raise DataError(f"{path} is too large to decode (a decompression bomb?).") from None
     except OSError:
         raise DataError(f"{path} is not a readable PNG or JPEG image.") from None
     return array[..., None] if channels == 1 else array

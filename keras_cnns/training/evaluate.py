@@ -3,6 +3,9 @@
 A run directory is scored with its best checkpoint (`checkpoints/best.weights.h5`), an
 export with its `model.keras`; both bring the RunConfig they were trained with, so the
 test split is preprocessed exactly as in training unless `--dataset` names another source.
+Scoring only reads: an export's files are checked against their sha256 in its manifest
+first (a damaged export is refused, not scored), and the confusion matrix never goes into an
+export, whose manifest lists every file it holds.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import numpy as np
 from keras_cnns import data as data_lib
 from keras_cnns import reporting
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.preflight import check_writable_dir
 
 
 def _load(path: Path) -> tuple[RunConfig, keras.Model]:
-    from keras_cnns.training.trainer import make_model
+    from keras_cnns.training.factories import make_model
 
-    if (path / "manifest.json").is_file() and (path / "model.keras").is_file():
+    if is_export(path):
         config = RunConfig.from_json(path / "manifest.json")
+        check_export_files(path)
         try:
             model = keras.saving.load_model(path / "model.keras", safe_mode=True)
         except Exception as error:  # a truncated or foreign file: say which, not how it broke
@@ -43,6 +48,56 @@ def _load(path: Path) -> tuple[RunConfig, keras.Model]:
         model.load_weights(weights)
         return config, model
     raise ConfigError(f"{path} is neither a run directory nor an export.")
+
+
+def is_export(path: Path) -> bool:
+    return (path / "manifest.json").is_file() and (path / "model.keras").is_file()
+
+
+def check_export_files(export: Path) -> None:
+    """Every file the manifest lists is there with its sha256, so what is scored is what was
+    exported (a truncated variables file would leave model.keras loadable but the export not)."""
+    from keras_cnns.export import read_manifest, sha256_file
+    from keras_cnns.saved_model import ExportError
+
+    files = read_manifest(export).get("files")
+    if not isinstance(files, dict):
+        return  # an export from before the manifest listed its files
+    for name, expected in sorted(files.items()):
+        target = export / str(name)
+        if not target.resolve().is_relative_to(export.resolve()):
+            raise ExportError(f"The manifest of export {export} lists {name}, outside the export.")
+        if not target.is_file():
+            raise ExportError(f"Export {export} is damaged: {name} is missing.")
+        if sha256_file(target) != expected:
+            raise ExportError(
+                f"Export {export} is damaged: {name} does not match its sha256 in the manifest."
+            )
+
+
+def confusion_path(path: str | Path, split: str, chosen: str | Path | None = None) -> Path:
+    """Where the confusion matrix of scoring `path` goes: `chosen`, else inside a run
+    directory, else (an export, which must stay as verified) the current directory.
+
+    Refuses a place inside an export or one that cannot be written, before any scoring.
+    """
+    path = Path(path)
+    if chosen is not None:
+        png = Path(chosen)
+        if str(chosen).strip() == "" or png.is_dir():
+            raise ConfigError(f"--confusion {str(chosen)!r} must name a PNG file.")
+    elif is_export(path):
+        png = Path(f"confusion-{path.resolve().name}-{split}.png")
+    else:
+        png = path / f"confusion-{split}.png"
+    for parent in png.resolve().parents:
+        if is_export(parent):
+            raise ConfigError(
+                f"--confusion {png} is inside the export {parent}, which must stay as it was "
+                "verified; choose a place outside it."
+            )
+    check_writable_dir(png.parent, "--confusion", shown=png)
+    return png
 
 
 def evaluate_path(

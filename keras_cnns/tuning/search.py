@@ -38,6 +38,7 @@ import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.preflight import check_run, check_writable_dir
 from keras_cnns.training.strategy import check_global_batch, make_strategy
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
 from keras_cnns.tuning.space import SearchSpace
@@ -86,7 +87,11 @@ class SearchResult:
         """The best trial's values in the training config: what best.json holds."""
         if self.best is None:
             return None
-        return dataclasses.replace(self.best.config, epochs=self.training.epochs)
+        return dataclasses.replace(
+            self.best.config,
+            epochs=self.training.epochs,
+            warmup_epochs=self.training.warmup_epochs,
+        )
 
 
 def role() -> str:
@@ -103,6 +108,16 @@ def search_epochs(config: RunConfig) -> int:
     """Default epochs per trial: a quarter of the recipe's, and more than its warmup."""
     config = config.resolve()
     return max(math.ceil(config.epochs / 4), math.floor(config.warmup_epochs or 0) + 1)
+
+
+def trial_warmup(training: RunConfig, epochs: int) -> float:
+    """Warmup epochs of a trial `epochs` long: the run's own when it is shorter than the trial,
+    else scaled with the epochs (40 epochs warming up for 1 -> 1-epoch trials warm up for 0.025),
+    so that `--epochs N` works for every N >= 1."""
+    warmup = training.warmup_epochs or 0.0
+    if warmup < epochs:
+        return warmup
+    return math.floor(warmup * epochs / training.epochs * 10_000) / 10_000
 
 
 def hyperband_trials(max_epochs: int, factor: int = HYPERBAND_FACTOR) -> int:
@@ -212,7 +227,17 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     training = dataclasses.replace(config.resolve(), resume=None)
     if epochs is None:
         epochs = search_epochs(training)
-    config = dataclasses.replace(training, epochs=epochs)  # validates, like any RunConfig
+    if isinstance(epochs, int) and epochs >= 1:  # else the RunConfig below says what is wrong
+        warmup = trial_warmup(training, epochs)
+        if warmup != training.warmup_epochs:
+            log(f"Each trial warms up for {warmup} epochs: the run's {training.warmup_epochs} "
+                f"scaled from {training.epochs} to {epochs} epochs.")
+    else:
+        warmup = training.warmup_epochs
+    # validates, like any RunConfig; search.json records the trials' warmup
+    config = dataclasses.replace(training, epochs=epochs, warmup_epochs=warmup)
+    check_run(config, write_places=False)
+    check_writable_dir(directory, "--directory")
     if tuner not in TUNERS:
         raise ConfigError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}.")
     if max_trials < (0 if tuner == "hyperband" else 1):
