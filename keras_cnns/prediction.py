@@ -165,11 +165,14 @@ def collect_images(inputs: Iterable[str | Path], class_names: list[str]):
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8 `[H, W, 1 or 3]`, decoded only after the header's size passed `max_pixels`."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            # Pillow warns above its own limit and raises above twice it; the check below
-            # replaces both with one message that names the file and the limit.
+            # Pillow warns above its own limit and raises above twice it, without the size;
+            # the check below replaces both, before any pixel is decoded, with a message
+            # that names the file, its size and the limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None
             with Image.open(path) as image:  # reads the header only
                 width, height = image.size
                 if width * height > max_pixels:
@@ -181,9 +184,9 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
                 pixels = np.asarray(image, np.uint8)
     except ImageError:
         raise
-    except Image.DecompressionBombError:  # not an OSError; only above twice Pillow's limit
+    except Image.DecompressionBombError:  # not an OSError; a frame of a GIF, say, over it
         raise ImageError(f"Image {path} is over Pillow's pixel limit: refused as a possible "
-                         "decompression bomb (--max-pixels raises the limit).") from None
+                         "decompression bomb.") from None
     except FileNotFoundError:
         raise ImageError(f"Image {path} does not exist.") from None
     except IsADirectoryError:
@@ -192,6 +195,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ImageError(f"Image {path} is not a {FORMATS} file that can be decoded "
                          f"({reason}).") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if pixels.size == 0:
         raise ImageError(f"Image {path} has no pixels ({width}x{height}).")
     return pixels[..., None] if pixels.ndim == 2 else pixels
