@@ -15,11 +15,15 @@ EXPECTED_PARAMS = {
     # 3 input channels add 2 * 11 * 11 * 96 conv1 weights.
     ("alexnet", (224, 224, 3), 10): 5_303_498 + 2 * 11 * 11 * 96,
     ("alexnet", (224, 224, 1), 1000): 5_303_498 + 990 * 513,
+    # torchvision's alexnet: 61,100,840 at ImageNet's shape, at any input size.
+    ("alexnet2012", (224, 224, 3), 1000): 61_100_840,
+    ("alexnet2012", (63, 63, 3), 1000): 61_100_840,
+    ("alexnet2012", (64, 64, 1), 10): 61_100_840 - 2 * 11 * 11 * 64 - 990 * 4097,
 }
 
 
-def test_registry_lists_both_models():
-    assert list_models() == ["alexnet", "lenet"]
+def test_registry_lists_every_model():
+    assert list_models() == ["alexnet", "alexnet2012", "lenet"]
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -28,6 +32,15 @@ def test_entry_defaults_are_consistent(name):
     assert entry.min_image_size <= entry.default_image_size
     assert entry.recipe["image_size"] >= entry.min_image_size
     assert entry.reference
+    assert entry.check_options(entry.test_options) is None
+    for case in entry.parity_cases:
+        assert min(case.shape[:2]) >= entry.min_image_size, case
+        entry.check_options(case.options)
+
+
+def _small(name):
+    """Options for a quick instance: the entry's test_options (alexnet2012 at width 0.25)."""
+    return dict(get_model_entry(name).test_options)
 
 
 @pytest.mark.parametrize(("name", "shape", "classes"), list(EXPECTED_PARAMS))
@@ -43,7 +56,7 @@ def _sizes(name):
 
 @pytest.mark.parametrize(("name", "size"), [(n, s) for n in list_models() for s in _sizes(n)])
 def test_output_shape_and_finite_logits(name, size):
-    model = build_model(name, input_shape=(size, size, 1), num_classes=7)
+    model = build_model(name, input_shape=(size, size, 1), num_classes=7, **_small(name))
     logits = keras.ops.convert_to_numpy(model(np.random.rand(2, size, size, 1), training=False))
     assert logits.shape == (2, 7)
     assert np.isfinite(logits).all()
@@ -52,7 +65,7 @@ def test_output_shape_and_finite_logits(name, size):
 @pytest.mark.parametrize("name", list_models())
 def test_non_square_and_colour_inputs(name):
     low = get_model_entry(name).min_image_size
-    model = build_model(name, input_shape=(low, 2 * low + 5, 3), num_classes=3)
+    model = build_model(name, input_shape=(low, 2 * low + 5, 3), num_classes=3, **_small(name))
     assert model(np.zeros((1, low, 2 * low + 5, 3)), training=False).shape == (1, 3)
 
 
@@ -69,6 +82,13 @@ def test_width_scales_every_layer(name):
             other = half.get_layer(layer.name)
             assert (getattr(other, "filters", None) or other.units) == max(1, round(units * 0.5))
     assert half.count_params() < full.count_params() / 2
+    # The entry's width table is the full model's: how a saved model's width is read back.
+    units = get_model_entry(name).layer_units
+    assert units and {n: _units(full.get_layer(n)) for n in units} == dict(units)
+
+
+def _units(layer):
+    return getattr(layer, "filters", None) or layer.units
 
 
 def test_lenet_options():
@@ -91,30 +111,46 @@ def test_lenet_options():
     assert model.count_params() == 61_706
 
 
-def test_alexnet_dropout_stands_before_the_first_two_dense_layers():
-    model = build_model("alexnet", input_shape=(96, 96, 1), num_classes=10, dropout=0.3)
+@pytest.mark.parametrize("name", ["alexnet", "alexnet2012"])
+def test_alexnet_dropout_stands_before_the_first_two_dense_layers(name):
+    model = build_model(name, input_shape=(96, 96, 1), num_classes=10, dropout=0.3, width=0.25)
     names = [layer.name for layer in model.layers]
     assert names[-6:] == ["flatten", "dropout1", "fc1", "dropout2", "fc2", "predictions"]
     assert model.get_layer("dropout1").rate == model.get_layer("dropout2").rate == 0.3
 
 
-def test_alexnet_replicates_a_one_cell_map():
-    """Inputs of 63-94 px leave a 1x1 map; PyTorch's 2x2 adaptive pool copies it."""
-    model = build_model("alexnet", input_shape=(80, 80, 1), num_classes=10)
+@pytest.mark.parametrize(("name", "pooled"), [("alexnet", 2), ("alexnet2012", 6)])
+def test_alexnet_replicates_a_one_cell_map(name, pooled):
+    """Inputs of 63-94 px leave a 1x1 map; PyTorch's adaptive pool copies it to every cell."""
+    model = build_model(name, input_shape=(80, 80, 1), num_classes=10, width=0.25)
     probe = keras.Model(model.input, model.get_layer("avgpool").output)
-    pooled = keras.ops.convert_to_numpy(probe(np.random.rand(1, 80, 80, 1)))
-    assert pooled.shape == (1, 2, 2, 256)
-    np.testing.assert_array_equal(pooled[0, 0, 0], pooled[0, 1, 1])
+    out = keras.ops.convert_to_numpy(probe(np.random.rand(1, 80, 80, 1)))
+    assert out.shape == (1, pooled, pooled, 64)
+    np.testing.assert_array_equal(out[0], np.broadcast_to(out[0, :1, :1], out[0].shape))
     assert "avgpool_replicate" not in [
         layer.name
-        for layer in build_model("alexnet", input_shape=(95, 95, 1), num_classes=10).layers
+        for layer in build_model(name, input_shape=(95, 95, 1), num_classes=10).layers
     ]
+
+
+def test_alexnet2012_is_torchvisions_layout():
+    model = build_model("alexnet2012", input_shape=(224, 224, 3), num_classes=1000)
+    sizes = {layer.name: layer.filters for layer in model.layers if hasattr(layer, "filters")}
+    assert sizes == {"conv1": 64, "conv2": 192, "conv3": 384, "conv4": 256, "conv5": 256}
+    assert model.get_layer("conv1").kernel_size == (11, 11)
+    assert model.get_layer("conv1").strides == (4, 4)
+    assert model.get_layer("conv2").kernel_size == (5, 5)
+    assert model.get_layer("avgpool").output.shape[1:] == (6, 6, 256)
+    assert [model.get_layer(n).units for n in ("fc1", "fc2", "predictions")] == [4096, 4096, 1000]
+    assert model.get_layer("fc1").input.shape[-1] == 9216
 
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"name": "resnet"}, "known models are: alexnet, lenet"),
+        ({"name": "resnet"}, "known models are: alexnet, alexnet2012, lenet"),
+        ({"name": "alexnet2012", "input_shape": (62, 62, 3)}, "at least 63x63"),
+        ({"name": "alexnet2012", "width": 0}, "width > 0"),
         ({"input_shape": (62, 62, 1)}, "at least 63x63"),
         ({"name": "lenet", "input_shape": (11, 11, 1)}, "at least 12x12"),
         ({"width": 0}, "width > 0"),
@@ -140,7 +176,8 @@ def test_bad_arguments_raise_one_clear_sentence(kwargs, fragment):
 @pytest.mark.parametrize("name", list_models())
 def test_get_config_round_trip(name):
     size = get_model_entry(name).default_image_size
-    model = build_model(name, input_shape=(size, size, 1), num_classes=10, width=0.5)
+    model = build_model(name, input_shape=(size, size, 1), num_classes=10,
+                        **{"width": 0.5, **_small(name)})
     clone = keras.Model.from_config(model.get_config())
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     assert clone.count_params() == model.count_params()
@@ -149,7 +186,7 @@ def test_get_config_round_trip(name):
 @pytest.mark.parametrize("name", list_models())
 def test_keras_file_round_trip_in_safe_mode(name, tmp_path):
     size = get_model_entry(name).min_image_size
-    model = build_model(name, input_shape=(size, size, 1), num_classes=10)
+    model = build_model(name, input_shape=(size, size, 1), num_classes=10, **_small(name))
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

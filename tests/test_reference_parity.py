@@ -32,9 +32,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the PyTorch references need the torch extra")
 
-from keras_cnns.models import build_model  # noqa: E402
+from keras_cnns.models import build_model, get_model_entry, list_models  # noqa: E402
 from keras_cnns.reference import (  # noqa: E402
     AlexNet,
+    AlexNet2012,
     LeNet5,
     build_reference,
     keras_to_torch,
@@ -47,31 +48,17 @@ from keras_cnns.reference import (  # noqa: E402
 RTOL = 1e-5
 BATCH = 3
 
-# (model, (height, width, channels), options); ids say what each case exercises.
+# Every registered model's own cases (ModelEntry.parity_cases): the smallest input, each
+# feature-map size where the pooling changes behaviour, odd, non-square and colour inputs.
 PARITY_CASES = [
-    pytest.param("lenet", (28, 28, 1), {}, id="lenet-28-classic"),
-    pytest.param(
-        "lenet",
-        (28, 28, 1),
-        {"activation": "relu", "pooling": "max", "dropout": 0.3},
-        id="lenet-28-relu-max-dropout",
-    ),
-    pytest.param("lenet", (33, 30, 3), {"width": 1.5}, id="lenet-33x30-rgb-width1.5"),
-    pytest.param("alexnet", (63, 63, 1), {}, id="alexnet-63-map1x1"),
-    pytest.param("alexnet", (80, 80, 1), {}, id="alexnet-80-map1x1"),
-    pytest.param("alexnet", (96, 96, 1), {}, id="alexnet-96-map2x2"),
-    pytest.param("alexnet", (150, 150, 1), {}, id="alexnet-150-map3x3"),
-    pytest.param("alexnet", (224, 224, 1), {}, id="alexnet-224-map6x6"),
-    pytest.param("alexnet", (80, 150, 1), {}, id="alexnet-80x150-map1x3"),
-    # 224 gives a 6x6 map (windows of 3, no overlap); 5x7 overlaps in both directions.
-    pytest.param("alexnet", (191, 255, 1), {}, id="alexnet-191x255-map5x7"),
-    pytest.param(
-        "alexnet",
-        (96, 96, 3),
-        {"width": 0.5, "activation": "gelu"},
-        id="alexnet-96-rgb-width0.5-gelu",
-    ),
+    pytest.param(name, case.shape, dict(case.options), id=f"{name}-{case.why}")
+    for name in list_models()
+    for case in get_model_entry(name).parity_cases
 ]
+
+
+def _small(name):
+    return dict(get_model_entry(name).test_options)
 
 
 def gap(actual, expected) -> float:
@@ -122,24 +109,33 @@ def test_torch_weights_give_torch_logits(name, shape, options):
     assert graph <= RTOL
 
 
-@pytest.mark.parametrize("shape", [(63, 63, 1), (191, 255, 1)], ids=["map1x1", "map5x7"])
-def test_xla_predict_matches_torch(shape):
-    # predict() under XLA: the replicated 1x1 map and overlapping adaptive windows.
-    ref, model = _pair("alexnet", shape, {})
+@pytest.mark.parametrize(
+    ("name", "shape", "options"),
+    [
+        ("alexnet", (63, 63, 1), {}),
+        ("alexnet", (191, 255, 1), {}),
+        ("alexnet2012", (63, 63, 3), {"width": 0.25}),
+        ("alexnet2012", (159, 255, 1), {"width": 0.25}),
+    ],
+    ids=["alexnet-map1x1", "alexnet-map5x7", "alexnet2012-map1x1", "alexnet2012-map4x7"],
+)
+def test_xla_predict_matches_torch(name, shape, options):
+    # predict() under XLA: replicated 1-cell maps, repeated and overlapping adaptive windows.
+    ref, model = _pair(name, shape, options)
     torch_to_keras(ref, model)
     model.compile(jit_compile=True)
     x = _images(shape)
     xla = gap(model.predict(x, verbose=0), _torch_logits(ref, x))
-    print(f"alexnet {shape} under XLA: predict gap {xla:.2e}")
+    print(f"{name} {shape} under XLA: predict gap {xla:.2e}")
     assert xla <= RTOL
 
 
-@pytest.mark.parametrize(
-    ("name", "shape", "options"),
-    [("lenet", (28, 28, 1), {"dropout": 0.2}), ("alexnet", (150, 150, 3), {"width": 0.25})],
-)
-def test_keras_weights_give_keras_logits(name, shape, options):
-    # The other direction: Keras' own initialisation, ported to PyTorch.
+@pytest.mark.parametrize("name", list_models())
+def test_keras_weights_give_keras_logits(name):
+    # The other direction: Keras' own initialisation, ported to PyTorch, at an odd size.
+    entry = get_model_entry(name)
+    size = 2 * entry.min_image_size + 1
+    shape, options = (size, size + 6, 3), {"dropout": 0.2, **_small(name)}
     keras.utils.set_random_seed(1)
     ref, model = _pair(name, shape, options)
     keras_to_torch(model, ref)
@@ -147,14 +143,11 @@ def test_keras_weights_give_keras_logits(name, shape, options):
     assert gap(_torch_logits(ref, x), model.predict(x, verbose=0)) <= RTOL
 
 
-@pytest.mark.parametrize(
-    ("name", "shape", "options"),
-    [
-        ("lenet", (28, 28, 1), {"dropout": 0.1}),
-        ("alexnet", (96, 96, 3), {"width": 0.5}),
-    ],
-)
-def test_round_trips_are_exact(name, shape, options):
+@pytest.mark.parametrize("name", list_models())
+def test_round_trips_are_exact(name):
+    entry = get_model_entry(name)
+    shape = (entry.default_image_size, entry.default_image_size, 3)
+    options = {"dropout": 0.1, "width": 0.5, **_small(name)}
     keras.utils.set_random_seed(2)
     ref, model = _pair(name, shape, options)
     original = {k: v.clone() for k, v in ref.state_dict().items()}
@@ -185,7 +178,7 @@ def test_metric_catches_flatten_order():
 
 
 def test_layer_maps_name_the_right_modules():
-    for ref in (AlexNet(), LeNet5(), LeNet5(dropout=0.5)):
+    for ref in (AlexNet(), AlexNet2012(width=0.25), LeNet5(), LeNet5(dropout=0.5)):
         modules = dict(ref.named_modules())
         for keras_name, path in ref.keras_layer_map.items():
             kind = torch.nn.Conv2d if keras_name.startswith("conv") else torch.nn.Linear
@@ -233,6 +226,37 @@ def test_references_match_their_sources():
     assert torch_layer_map(model) == AlexNet().keras_layer_map
 
 
+def test_alexnet2012_is_torchvisions_module():
+    """torchvision/models/alexnet.py's AlexNet, verbatim but for line breaks."""
+    nn = torch.nn
+    features = nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )  # fmt: skip
+    classifier = nn.Sequential(
+        nn.Dropout(p=0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Linear(4096, 1000),
+    )  # fmt: skip
+    ref = AlexNet2012()
+    # Same modules (torchvision's ReLUs are in place, which changes no result) and same keys.
+    assert repr(ref.features) == repr(features).replace("ReLU(inplace=True)", "ReLU()")
+    assert repr(ref.avgpool) == repr(nn.AdaptiveAvgPool2d((6, 6)))
+    assert repr(ref.classifier) == repr(classifier).replace("ReLU(inplace=True)", "ReLU()")
+    assert sum(p.numel() for p in ref.parameters()) == 61_100_840
+    state = {**{f"features.{k}": v for k, v in features.state_dict().items()},
+             **{f"classifier.{k}": v for k, v in classifier.state_dict().items()}}
+    ref.load_state_dict(state, strict=True)
+    model = build_model("alexnet2012", input_shape=(64, 64, 3), num_classes=10, width=0.25)
+    assert torch_layer_map(model) == ref.keras_layer_map
+
+
 def test_mismatches_raise_value_errors():
     lenet = build_model("lenet", input_shape=(28, 28, 1), num_classes=10)
     with pytest.raises(ValueError, match="does not match the layer map"):
@@ -259,7 +283,7 @@ def test_mismatches_raise_value_errors():
         np.testing.assert_array_equal(got, want)  # a failed load changes nothing
 
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="dense")])
-    with pytest.raises(ValueError, match="neither a keras_cnns LeNet-5 nor AlexNet"):
+    with pytest.raises(ValueError, match="none of the registered architectures"):
         keras_weights_to_state_dict(other)
     with pytest.raises(ValueError, match="no option 'depth'"):
         build_reference("alexnet", input_shape=(64, 64, 1), num_classes=10, depth=3)
@@ -299,21 +323,21 @@ def _env():
     }
 
 
+def _training_cases():
+    """Every model at its smallest input and its recipe's; the seed's AlexNet at every map."""
+    cases = set()
+    for name in list_models():
+        entry = get_model_entry(name)
+        cases |= {(name, entry.min_image_size), (name, entry.default_image_size)}
+    cases |= {("alexnet", size) for size in (96, 150, 224)}
+    return sorted(cases)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["no-jit", "jit"])
-@pytest.mark.parametrize(
-    ("name", "size"),
-    [
-        ("lenet", 28),
-        ("alexnet", 63),
-        ("alexnet", 80),
-        ("alexnet", 96),
-        ("alexnet", 150),
-        ("alexnet", 224),
-    ],
-)
+@pytest.mark.parametrize(("name", "size"), _training_cases())
 def test_one_training_step(name, size, jit_compile):
     keras.utils.set_random_seed(3)
-    model = build_model(name, input_shape=(size, size, 1), num_classes=10)
+    model = build_model(name, input_shape=(size, size, 1), num_classes=10, **_small(name))
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=0.01),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

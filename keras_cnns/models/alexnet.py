@@ -6,15 +6,27 @@ Reference:
     "From LeNet to AlexNet: Why Deep CNNs Finally Won" (shared/seed/): five
     convolutions 96-256-384-384-256, adaptive average pooling to 2x2, and a
     1024-512 classifier with dropout *before* each of its first two dense layers.
+
+`alexnet_layers` builds the layer graph that this model and `alexnet2012` (torchvision's
+layout, another width table and a 6x6 pooled map) share.
 """
 
 from __future__ import annotations
 
 import keras
 
-from keras_cnns.models.common import check_common_args, scaled
+from keras_cnns.models.common import (
+    check_common_args,
+    read_activation,
+    read_dropout,
+    scaled,
+)
+from keras_cnns.models.registry import ModelEntry, ParityCase, frozen, register_model
 
-_ACTIVATIONS = ("relu", "gelu", "silu", "elu", "tanh", "sigmoid")
+ACTIVATIONS = ("relu", "gelu", "silu", "elu", "tanh", "sigmoid")
+# Keras layer -> filters / units at width 1.0.
+UNITS = frozen(conv1=96, conv2=256, conv3=384, conv4=384, conv5=256, fc1=1024, fc2=512)
+POOLED = (2, 2)
 
 
 def _conv_out(size: int, kernel: int, stride: int = 1, pad: int = 0) -> int:
@@ -36,6 +48,60 @@ def alexnet_min_input_size() -> int:
     return size
 
 
+def alexnet_layers(
+    title, *, input_shape, num_classes, units, pooled, activation, width, dropout, name
+) -> keras.Model:
+    """The AlexNet graph: five convolutions, three max-pools, adaptive pooling, classifier.
+
+    PyTorch's `Conv2d(kernel_size=11, stride=4, padding=2)` pads two pixels on
+    every side, which Keras' "same" does not do (it pads asymmetrically and by a
+    size that depends on the input), so the padding is an explicit layer.
+
+    `AdaptiveAveragePooling2D(pooled)` averages PyTorch's windows
+    `[floor(i * n / out), ceil((i + 1) * n / out))`. Keras computes them from an average
+    pool of width 1 and one of width 2 when the map is smaller than the output, and the
+    second cannot be built from a 1-cell axis in graph mode or under XLA. A 1-cell axis
+    has every window on that one cell, so it is replicated with `UpSampling2D` first: the
+    windows of the 2-cell map then pick either copy, and the result is PyTorch's for every
+    input size (tested against the reference at every feature-map size from 1 to 7).
+    """
+    check_common_args(title, input_shape, num_classes, width, dropout, alexnet_min_input_size())
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"{title} option activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+            f"got {activation!r}."
+        )
+    height, width_px, _ = (int(d) for d in input_shape)
+
+    def conv(layer, x, kernel, **kwargs):
+        return keras.layers.Conv2D(scaled(units[layer], width), kernel, activation=activation,
+                                   name=layer, **kwargs)(x)
+
+    inputs = keras.Input(shape=tuple(int(d) for d in input_shape), name="images")
+    x = keras.layers.ZeroPadding2D(2, name="conv1_pad")(inputs)
+    x = conv("conv1", x, 11, strides=4)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = conv("conv2", x, 5, padding="same")
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
+    for layer in ("conv3", "conv4", "conv5"):
+        x = conv(layer, x, 3, padding="same")
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)
+
+    rows, cols = alexnet_feature_size(height), alexnet_feature_size(width_px)
+    if (rows < 2 and pooled[0] > 1) or (cols < 2 and pooled[1] > 1):
+        x = keras.layers.UpSampling2D(
+            size=(2 if rows < 2 else 1, 2 if cols < 2 else 1), name="avgpool_replicate"
+        )(x)
+    x = keras.layers.AdaptiveAveragePooling2D(pooled, name="avgpool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(dropout, name="dropout1")(x)
+    x = keras.layers.Dense(scaled(units["fc1"], width), activation=activation, name="fc1")(x)
+    x = keras.layers.Dropout(dropout, name="dropout2")(x)
+    x = keras.layers.Dense(scaled(units["fc2"], width), activation=activation, name="fc2")(x)
+    outputs = keras.layers.Dense(num_classes, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def AlexNet(
     *,
     input_shape=(224, 224, 3),
@@ -46,16 +112,6 @@ def AlexNet(
     name: str = "alexnet",
 ) -> keras.Model:
     """Instantiate the seed's AlexNet (5,303,498 parameters at 1 channel, 10 classes).
-
-    PyTorch's `Conv2d(kernel_size=11, stride=4, padding=2)` pads two pixels on
-    every side, which Keras' "same" does not do (it pads asymmetrically and by a
-    size that depends on the input), so the padding is an explicit layer.
-
-    `AdaptiveAveragePooling2D((2, 2))` averages PyTorch's windows. Keras'
-    layer fails in graph mode and under XLA when its input is smaller than its
-    output, which is the case for inputs of 63 to 94 pixels (1x1 feature map).
-    There each output cell's window is that one cell, so the map is replicated
-    with `UpSampling2D` first; the result is PyTorch's for every input size.
 
     Args:
         input_shape: `(height, width, channels)`; at least 63x63, any channels.
@@ -70,40 +126,56 @@ def AlexNet(
         >>> model.count_params()
         5303498
     """
-    check_common_args("AlexNet", input_shape, num_classes, width, dropout, alexnet_min_input_size())
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"AlexNet option activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
-            f"got {activation!r}."
-        )
-    height, width_px, _ = (int(d) for d in input_shape)
-
-    inputs = keras.Input(shape=tuple(int(d) for d in input_shape), name="images")
-    x = keras.layers.ZeroPadding2D(2, name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(scaled(96, width), 11, strides=4, activation=activation, name="conv1")(
-        x
+    return alexnet_layers(
+        "AlexNet", input_shape=input_shape, num_classes=num_classes, units=UNITS, pooled=POOLED,
+        activation=activation, width=width, dropout=dropout, name=name,
     )
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
-    x = keras.layers.Conv2D(
-        scaled(256, width), 5, padding="same", activation=activation, name="conv2"
-    )(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
-    for index, filters in ((3, 384), (4, 384), (5, 256)):
-        x = keras.layers.Conv2D(
-            scaled(filters, width), 3, padding="same", activation=activation, name=f"conv{index}"
-        )(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)
 
-    rows, cols = alexnet_feature_size(height), alexnet_feature_size(width_px)
-    if rows < 2 or cols < 2:
-        x = keras.layers.UpSampling2D(
-            size=(2 if rows < 2 else 1, 2 if cols < 2 else 1), name="avgpool_replicate"
-        )(x)
-    x = keras.layers.AdaptiveAveragePooling2D((2, 2), name="avgpool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dropout(dropout, name="dropout1")(x)
-    x = keras.layers.Dense(scaled(1024, width), activation=activation, name="fc1")(x)
-    x = keras.layers.Dropout(dropout, name="dropout2")(x)
-    x = keras.layers.Dense(scaled(512, width), activation=activation, name="fc2")(x)
-    outputs = keras.layers.Dense(num_classes, name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+
+def read_alexnet_options(keras_model) -> dict:
+    """The activation and dropout of a built AlexNet-family model."""
+    return {"activation": read_activation(keras_model), "dropout": read_dropout(keras_model)}
+
+
+register_model(
+    ModelEntry(
+        name="alexnet",
+        builder=AlexNet,
+        default_image_size=64,
+        min_image_size=alexnet_min_input_size(),
+        options=frozen(activation="relu", width=1.0, dropout=0.5),
+        recipe=frozen(
+            image_size=64, epochs=20, batch_size=64, optimizer="adamw", lr=1e-3,
+            weight_decay=5e-4, warmup_epochs=2, augment="light",
+        ),
+        reference=(
+            "Krizhevsky, Sutskever and Hinton, 'ImageNet Classification with Deep "
+            "Convolutional Neural Networks', NeurIPS 2012; the single-tower variant of "
+            "'From LeNet to AlexNet: Why Deep CNNs Finally Won' (96-256-384-384-256 "
+            "convolutions, adaptive 2x2 pooling, 1024-512 classifier)."
+        ),
+        description="AlexNet, the seed's variant: 5,303,498 parameters at 1 channel, 10 classes.",
+        torch_reference="keras_cnns.reference.models:alexnet_reference",
+        layer_units=UNITS,
+        read_options=read_alexnet_options,
+        parity_cases=(
+            ParityCase((63, 63, 1), why="63-map1x1"),
+            ParityCase((80, 80, 1), why="80-map1x1"),
+            ParityCase((96, 96, 1), why="96-map2x2"),
+            ParityCase((150, 150, 1), why="150-map3x3"),
+            ParityCase((224, 224, 1), why="224-map6x6"),
+            ParityCase((80, 150, 1), why="80x150-map1x3"),
+            # 5x7 overlaps the 2x2 windows in both directions.
+            ParityCase((191, 255, 1), why="191x255-map5x7"),
+            ParityCase((96, 96, 3), frozen(width=0.5, activation="gelu"), "96-rgb-width0.5-gelu"),
+        ),
+        test_options=frozen(width=0.25),
+        search_space=frozen(
+            dropout={"min": 0.2, "max": 0.6, "step": 0.1},
+            width={"choices": [0.25, 0.5, 1.0]},
+            lr={"min": 0.0003, "max": 0.003, "sampling": "log"},
+            augment={"choices": ["none", "light"]},
+        ),
+    ),
+    default=True,
+)

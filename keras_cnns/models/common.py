@@ -39,3 +39,17 @@ def check_choice(name, option, value, choices):
         raise ValueError(
             f"{name} option {option} must be one of {', '.join(map(repr, choices))}, got {value!r}."
         )
+
+
+def read_activation(keras_model, layer: str = "conv1") -> str:
+    """The activation name of `layer`, as the builders' `activation` option spells it."""
+    activation = keras_model.get_layer(layer).get_config().get("activation")
+    if not isinstance(activation, str):
+        raise ValueError(f"Layer '{layer}' has a custom activation {activation!r}.")
+    return activation
+
+
+def read_dropout(keras_model) -> float:
+    """The rate of the model's first Dropout layer, 0.0 when it has none."""
+    rates = [layer.rate for layer in keras_model.layers if type(layer).__name__ == "Dropout"]
+    return float(rates[0]) if rates else 0.0

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnns.models.common import check_choice, check_common_args, scaled
+from keras_cnns.models.common import (
+    check_choice,
+    check_common_args,
+    read_activation,
+    read_dropout,
+    scaled,
+)
+from keras_cnns.models.registry import ModelEntry, ParityCase, frozen, register_model
 
 _ACTIVATIONS = ("sigmoid", "relu")
 _POOLINGS = ("avg", "max")
@@ -77,3 +84,50 @@ def LeNet5(
         x = keras.layers.Dropout(dropout, name="dropout3")(x)
     outputs = keras.layers.Dense(num_classes, name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def read_lenet_options(keras_model) -> dict:
+    """The activation, pooling and dropout of a built LeNet-5."""
+    pool = type(keras_model.get_layer("pool1")).__name__
+    return {
+        "activation": read_activation(keras_model),
+        "pooling": "avg" if pool.startswith("Average") else "max",
+        "dropout": read_dropout(keras_model),
+    }
+
+
+register_model(
+    ModelEntry(
+        name="lenet",
+        builder=LeNet5,
+        default_image_size=28,
+        min_image_size=lenet_min_input_size(),
+        options=frozen(activation="sigmoid", pooling="avg", width=1.0, dropout=0.0),
+        # Sigmoid LeNet learns slowly with SGD; AdamW at 2e-2 reaches 99% on digits in
+        # 40 epochs of about half a second each (docs/BENCHMARKS.md).
+        recipe=frozen(
+            image_size=28, epochs=40, batch_size=64, optimizer="adamw", lr=2e-2,
+            weight_decay=1e-4, warmup_epochs=1, augment="light",
+        ),
+        reference=(
+            "LeCun et al., 'Gradient-based learning applied to document recognition', "
+            "Proc. IEEE 1998; the d2l.ai form (sigmoid, average pooling, padded first conv)."
+        ),
+        description="LeNet-5, classic form: 61,706 parameters at 28x28x1, 10 classes.",
+        torch_reference="keras_cnns.reference.models:lenet_reference",
+        layer_units=frozen(conv1=6, conv2=16, fc1=120, fc2=84),
+        read_options=read_lenet_options,
+        parity_cases=(
+            ParityCase((28, 28, 1), why="28-classic"),
+            ParityCase((28, 28, 1), frozen(activation="relu", pooling="max", dropout=0.3),
+                       "28-relu-max-dropout"),
+            ParityCase((33, 30, 3), frozen(width=1.5), "33x30-rgb-width1.5"),
+            ParityCase((12, 12, 1), why="12-smallest"),
+        ),
+        search_space=frozen(
+            dropout={"min": 0.0, "max": 0.5, "step": 0.1},
+            width={"choices": [0.5, 1.0, 1.5, 2.0]},
+            lr={"min": 0.002, "max": 0.05, "sampling": "log"},
+        ),
+    )
+)

@@ -1,15 +1,12 @@
-"""Model registry: one entry per architecture, each with its default config.
+"""The model registry: one `ModelEntry` per architecture, registered by the architecture's module.
 
-After timm's registry: a model is built by name, and every entry carries what a
-caller needs to know without building it (input sizes, a training recipe, the
-paper it comes from). Tests iterate over `list_models()`, so an architecture
-is tested the day it is registered.
-
-Example:
-    >>> from keras_cnns.models import build_model
-    >>> model = build_model("alexnet", input_shape=(224, 224, 1), num_classes=10)
-    >>> model.count_params()
-    5303498
+After timm's registry: a model is built by name, and every entry carries what the tools need to
+know about it without naming it: input sizes, a training recipe and search space, the PyTorch
+reference module the converters and the parity report use, the Keras layers that set its width,
+the inputs its parity tests must cover, and options small enough for quick generic tests.
+Nothing outside `keras_cnns/models/` and `keras_cnns/reference/` names a model: the tools ask
+`list_models()` and `get_model_entry(name)`, so an architecture is trained, tuned, converted,
+measured and tested the day its module calls `register_model`.
 """
 
 from __future__ import annotations
@@ -19,8 +16,25 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from keras_cnns.models.alexnet import AlexNet, alexnet_min_input_size
-from keras_cnns.models.lenet import LeNet5, lenet_min_input_size
+
+def frozen(values: Mapping[str, Any] | None = None, **more: Any) -> Mapping[str, Any]:
+    """A read-only mapping, for an entry's dictionaries."""
+    return MappingProxyType({**(values or {}), **more})
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityCase:
+    """One input the Keras model and its PyTorch reference must agree on.
+
+    Attributes:
+        shape: `(height, width, channels)`.
+        options: model options for this case.
+        why: what the case exercises (the test id), e.g. "map1x1".
+    """
+
+    shape: tuple[int, int, int]
+    options: Mapping[str, Any] = dataclasses.field(default_factory=frozen)
+    why: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +51,21 @@ class ModelEntry:
         recipe: training defaults that meet the project's targets on the
             embedded `digits` data set (see docs/BENCHMARKS.md).
         reference: the paper or text the architecture follows.
+        description: one line for listings.
+        torch_reference: `"module:function"` of the PyTorch twin's builder, called like
+            `builder` (channels-last `input_shape`); the module it returns carries
+            `keras_layer_map` (Keras layer name -> submodule path), which the weight
+            converters follow. The module is imported only when a converter needs it.
+        layer_units: Keras layer name -> units (or filters) at `width=1`, for every layer that
+            the `width` option scales; how a saved model's width is read back.
+        read_options: `read_options(keras_model)` -> the options other than `width` that a
+            built model shows in its layers (activation, dropout, ...).
+        parity_cases: inputs the Keras model and the reference must agree on: the smallest,
+            the feature-map sizes where pooling changes behaviour, odd and non-square ones.
+        test_options: options that make a small instance of the architecture (for example a
+            narrower `width`), used by generic tests that do not need the real size.
+        search_space: the default hyperparameter search space (`keras_cnns.tuning.space`
+            format).
     """
 
     name: str
@@ -47,6 +76,12 @@ class ModelEntry:
     recipe: Mapping[str, Any]
     reference: str
     description: str = ""
+    torch_reference: str = ""
+    layer_units: Mapping[str, int] = dataclasses.field(default_factory=frozen)
+    read_options: Callable[[Any], dict[str, Any]] | None = None
+    parity_cases: tuple[ParityCase, ...] = ()
+    test_options: Mapping[str, Any] = dataclasses.field(default_factory=frozen)
+    search_space: Mapping[str, Any] = dataclasses.field(default_factory=frozen)
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Raise ValueError, in one sentence, for options this architecture does not have."""
@@ -59,18 +94,27 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_DEFAULT: list[str] = []
 
 
-def register_model(entry: ModelEntry) -> ModelEntry:
+def register_model(entry: ModelEntry, *, default: bool = False) -> ModelEntry:
+    """Add `entry` to the registry; `default=True` makes it the model of `--model`'s default."""
     if entry.name in _REGISTRY:
         raise ValueError(f"A model named '{entry.name}' is already registered.")
     _REGISTRY[entry.name] = entry
+    if default:
+        _DEFAULT[:] = [entry.name]
     return entry
 
 
 def list_models() -> list[str]:
     """Names of every registered architecture, sorted."""
     return sorted(_REGISTRY)
+
+
+def default_model() -> str:
+    """The model the command lines use when none is named."""
+    return _DEFAULT[0] if _DEFAULT else list_models()[0]
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -98,74 +142,3 @@ def build_model(name: str, *, input_shape, num_classes: int, **options):
     entry = get_model_entry(name)
     entry.check_options(options)
     return entry.builder(input_shape=input_shape, num_classes=num_classes, **options)
-
-
-register_model(
-    ModelEntry(
-        name="lenet",
-        builder=LeNet5,
-        default_image_size=28,
-        min_image_size=lenet_min_input_size(),
-        options=MappingProxyType(
-            {"activation": "sigmoid", "pooling": "avg", "width": 1.0, "dropout": 0.0}
-        ),
-        # Sigmoid LeNet learns slowly with SGD; AdamW at 2e-2 reaches 99% on digits in
-        # 40 epochs of about half a second each (docs/BENCHMARKS.md).
-        recipe=MappingProxyType(
-            {
-                "image_size": 28,
-                "epochs": 40,
-                "batch_size": 64,
-                "optimizer": "adamw",
-                "lr": 2e-2,
-                "weight_decay": 1e-4,
-                "warmup_epochs": 1,
-                "augment": "light",
-            }
-        ),
-        reference=(
-            "LeCun et al., 'Gradient-based learning applied to document recognition', "
-            "Proc. IEEE 1998; the d2l.ai form (sigmoid, average pooling, padded first conv)."
-        ),
-        description="LeNet-5, classic form: 61,706 parameters at 28x28x1, 10 classes.",
-    )
-)
-
-register_model(
-    ModelEntry(
-        name="alexnet",
-        builder=AlexNet,
-        default_image_size=64,
-        min_image_size=alexnet_min_input_size(),
-        options=MappingProxyType({"activation": "relu", "width": 1.0, "dropout": 0.5}),
-        recipe=MappingProxyType(
-            {
-                "image_size": 64,
-                "epochs": 20,
-                "batch_size": 64,
-                "optimizer": "adamw",
-                "lr": 1e-3,
-                "weight_decay": 5e-4,
-                "warmup_epochs": 2,
-                "augment": "light",
-            }
-        ),
-        reference=(
-            "Krizhevsky, Sutskever and Hinton, 'ImageNet Classification with Deep "
-            "Convolutional Neural Networks', NeurIPS 2012; the single-tower variant of "
-            "'From LeNet to AlexNet: Why Deep CNNs Finally Won' (96-256-384-384-256 "
-            "convolutions, adaptive 2x2 pooling, 1024-512 classifier)."
-        ),
-        description="AlexNet, the seed's variant: 5,303,498 parameters at 1 channel, 10 classes.",
-    )
-)
-
-__all__ = [
-    "AlexNet",
-    "LeNet5",
-    "ModelEntry",
-    "build_model",
-    "get_model_entry",
-    "list_models",
-    "register_model",
-]

@@ -32,11 +32,12 @@ from keras_cnns.reference.convert import (
     torch_layer_map,
     torch_to_keras,
 )
-from keras_cnns.reference.models import AlexNet, LeNet5, build_reference
+from keras_cnns.reference.models import AlexNet, AlexNet2012, LeNet5, build_reference
 from keras_cnns.reference.spec import reference_for, reference_spec
 
 __all__ = [
     "AlexNet",
+    "AlexNet2012",
     "LeNet5",
     "build_reference",
     "keras_to_torch",

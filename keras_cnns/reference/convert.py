@@ -28,29 +28,25 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from keras_cnns.reference.models import alexnet_layer_map, lenet_layer_map
+from keras_cnns.reference.models import build_reference
+from keras_cnns.reference.spec import reference_spec
 
-# The Dense layer fed by the Flatten layer, in both Keras models.
+# The Dense layer fed by the Flatten layer: every registered model names them so.
 _FLATTEN = "flatten"
 _FLATTEN_DENSE = "fc1"
 
 
 def torch_layer_map(keras_model) -> dict[str, str]:
-    """Keras layer name -> PyTorch submodule path for a `keras_cnns` LeNet-5 or AlexNet.
+    """Keras layer name -> PyTorch submodule path for a model of a registered architecture.
 
-    The architecture is recognised by its layer names (AlexNet's `conv1_pad`;
-    LeNet's `dropout1`, present only when it has dropout), since a model's own
-    name is free. Raises ValueError for any other model.
+    The architecture is recognised from the model's layers (`reference_spec`), since a
+    model's own name is free, and the map is its reference module's `keras_layer_map`.
+    Raises ValueError for any other model.
     """
-    names = {layer.name for layer in keras_model.layers}
-    if {"conv1_pad", "conv5"} <= names:
-        return alexnet_layer_map()
-    if {"conv1", "conv2", "fc1", "fc2", "predictions"} <= names and "conv3" not in names:
-        return lenet_layer_map("dropout1" in names)
-    raise ValueError(
-        f"Keras model '{keras_model.name}' is neither a keras_cnns LeNet-5 nor AlexNet "
-        "(no conv1_pad/conv5 or conv1/conv2/fc1/fc2/predictions layers); pass layer_map."
-    )
+    spec = reference_spec(keras_model)
+    module = build_reference(spec["name"], input_shape=spec["input_shape"],
+                             num_classes=spec["num_classes"], **spec["options"])
+    return dict(module.keras_layer_map)
 
 
 def _weighted_layers(keras_model, layer_map: Mapping[str, str]) -> dict:
@@ -108,10 +104,10 @@ def keras_weights_to_state_dict(keras_model, layer_map=None) -> dict[str, torch.
     """The Keras model's weights as a PyTorch `state_dict` (float32 CPU tensors).
 
     Args:
-        keras_model: a `keras_cnns` LeNet-5 or AlexNet (channels last).
+        keras_model: a model of a registered architecture (channels last).
         layer_map: Keras layer name -> PyTorch submodule path; by default
             `torch_layer_map(keras_model)`, which fits `keras_cnns.reference`'s
-            modules and the seed's / d2l's own.
+            modules and their sources' own (the seed's, d2l's, torchvision's).
     """
     layer_map = torch_layer_map(keras_model) if layer_map is None else layer_map
     layers = _weighted_layers(keras_model, layer_map)
@@ -133,7 +129,7 @@ def load_state_dict_into_keras(state_dict, keras_model, layer_map=None) -> None:
 
     Args:
         state_dict: a mapping of `path.weight` / `path.bias` to tensors or arrays.
-        keras_model: a `keras_cnns` LeNet-5 or AlexNet (channels last).
+        keras_model: a model of a registered architecture (channels last).
         layer_map: as for `keras_weights_to_state_dict`.
     """
     layer_map = torch_layer_map(keras_model) if layer_map is None else layer_map

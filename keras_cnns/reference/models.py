@@ -3,12 +3,15 @@
 Reference:
     AlexNet: the `AlexNet(nn.Module)` of "From LeNet to AlexNet: Why Deep CNNs
     Finally Won" (shared/seed/), after Krizhevsky, Sutskever and Hinton, NeurIPS
-    2012. LeNet-5: the `net = nn.Sequential(...)` of d2l.ai, chapter "Convolutional
-    Neural Networks (LeNet)", after LeCun et al., Proc. IEEE 1998.
+    2012. AlexNet2012: `torchvision.models.AlexNet` (torchvision/models/alexnet.py),
+    the same module structure with 64-192-384-256-256 convolutions, 6x6 adaptive
+    pooling and a 4096-4096 classifier. LeNet-5: the `net = nn.Sequential(...)` of
+    d2l.ai, chapter "Convolutional Neural Networks (LeNet)", after LeCun et al., Proc. IEEE 1998.
 
-Both keep their source's module structure, so a checkpoint trained with the
+Each keeps its source's module structure, so a checkpoint trained with the
 source's code loads with `load_state_dict` as it is: AlexNet has the seed's
-`features` / `avgpool` / `classifier`, LeNet-5 is the d2l `nn.Sequential`
+`features` / `avgpool` / `classifier`, AlexNet2012 torchvision's (keys
+`features.0.weight` ... `classifier.6.bias`), LeNet-5 is the d2l `nn.Sequential`
 (keys `0.weight`, `3.weight`, ...). The extra options (width, activation,
 pooling, dropout, channels) are the Keras registry's, and at their defaults
 the modules are the sources' exactly.
@@ -73,6 +76,9 @@ def lenet_layer_map(dropout: bool) -> dict[str, str]:
 class AlexNet(nn.Module):
     """The seed's single-tower AlexNet (5,303,498 parameters at 1 channel, 10 classes).
 
+    Subclasses change `CHANNELS` (five convolutions), `UNITS` (two hidden dense layers) and
+    `POOLED` (the adaptive pooling's output side).
+
     Args:
         num_classes: number of logits.
         in_channels: input channels (1 in the seed).
@@ -83,6 +89,10 @@ class AlexNet(nn.Module):
     Inputs are `(batch, channels, height, width)`, at least 63x63; outputs are logits.
     """
 
+    CHANNELS = (96, 256, 384, 384, 256)
+    UNITS = (1024, 512)
+    POOLED = 2
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -92,8 +102,9 @@ class AlexNet(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        c1, c2, c3, c4, c5 = (_scaled(c, width) for c in (96, 256, 384, 384, 256))
-        f1, f2 = _scaled(1024, width), _scaled(512, width)
+        c1, c2, c3, c4, c5 = (_scaled(c, width) for c in self.CHANNELS)
+        f1, f2 = (_scaled(u, width) for u in self.UNITS)
+        pooled = self.POOLED
 
         def act():
             return _activation(activation, tuple(_ACTIVATIONS))
@@ -113,10 +124,10 @@ class AlexNet(nn.Module):
             act(),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((pooled, pooled))
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
-            nn.Linear(c5 * 2 * 2, f1),
+            nn.Linear(c5 * pooled * pooled, f1),
             act(),
             nn.Dropout(dropout),
             nn.Linear(f1, f2),
@@ -130,6 +141,29 @@ class AlexNet(nn.Module):
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         return self.classifier(x)
+
+
+class AlexNet2012(AlexNet):
+    """torchvision's `alexnet` (61,100,840 parameters at 3 channels, 1000 classes).
+
+    The same modules under the same names as `torchvision.models.AlexNet`, so its state
+    dicts (`alexnet-owt-7be5be79.pth`) load with `load_state_dict` as they are. Defaults are
+    torchvision's: 3 channels, 1000 classes, dropout 0.5, ReLU.
+    """
+
+    CHANNELS = (64, 192, 384, 256, 256)
+    UNITS = (4096, 4096)
+    POOLED = 6
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        width: float = 1.0,
+        dropout: float = 0.5,
+        activation: str = "relu",
+    ):
+        super().__init__(num_classes, in_channels, width, dropout, activation)
 
 
 class LeNet5(nn.Sequential):
@@ -197,35 +231,51 @@ class LeNet5(nn.Sequential):
         self.keras_layer_map = lenet_layer_map(dropout > 0)
 
 
+def alexnet_reference(*, input_shape, num_classes: int, **options) -> AlexNet:
+    """The registry's `alexnet` as a PyTorch module (channels-last `input_shape`)."""
+    return AlexNet(num_classes=num_classes, in_channels=int(input_shape[2]), **options)
+
+
+def alexnet2012_reference(*, input_shape, num_classes: int, **options) -> AlexNet2012:
+    """The registry's `alexnet2012` as a PyTorch module (channels-last `input_shape`)."""
+    return AlexNet2012(num_classes=num_classes, in_channels=int(input_shape[2]), **options)
+
+
+def lenet_reference(*, input_shape, num_classes: int, **options) -> LeNet5:
+    """The registry's `lenet` as a PyTorch module (channels-last `input_shape`)."""
+    height, width_px, channels = (int(d) for d in input_shape)
+    return LeNet5(num_classes=num_classes, in_channels=channels, image_size=(height, width_px),
+                  **options)
+
+
 def build_reference(name: str, *, input_shape, num_classes: int, **options) -> nn.Module:
     """Build the PyTorch twin of `keras_cnns.models.build_model(name, ...)`.
 
     Takes the Keras registry's arguments: `input_shape` is channels last,
     `(height, width, channels)`, as for the Keras model, and `options` are the
-    registry entry's (unknown ones raise the registry's ValueError).
+    registry entry's (unknown ones raise the registry's ValueError). The module
+    comes from the entry's `torch_reference`.
 
     Returns:
         The module in training mode, as `nn.Module`s start; call `.eval()` to
         compare logits.
     """
+    import importlib
+
     # Imported here so that importing this module does not pull in TensorFlow.
     from keras_cnns.models import get_model_entry
 
     entry = get_model_entry(name)
     entry.check_options(options)
-    height, width_px, channels = (int(d) for d in input_shape)
+    height, width_px, _ = (int(d) for d in input_shape)
     if min(height, width_px) < entry.min_image_size:
         raise ValueError(
             f"{name} needs inputs of at least {entry.min_image_size}x{entry.min_image_size} "
             f"pixels, got {height}x{width_px}."
         )
-    options = {**entry.options, **options}
-    if name == "alexnet":
-        return AlexNet(num_classes=num_classes, in_channels=channels, **options)
-    if name == "lenet":
-        return LeNet5(
-            num_classes=num_classes, in_channels=channels, image_size=(height, width_px), **options
-        )
-    raise ValueError(
-        f"Model '{name}' has no PyTorch reference; references exist for alexnet and lenet."
-    )
+    if not entry.torch_reference:
+        raise ValueError(f"Model '{name}' has no PyTorch reference (its torch_reference).")
+    module_name, _, function = entry.torch_reference.partition(":")
+    builder = getattr(importlib.import_module(module_name), function)
+    return builder(input_shape=input_shape, num_classes=num_classes,
+                   **{**entry.options, **options})

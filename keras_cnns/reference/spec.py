@@ -1,24 +1,18 @@
 """Read a Keras model's registry arguments back from its layers, to build its PyTorch twin.
 
 A `.keras` file (or an export's `model.keras`) keeps the layers but not the registry call that
-made them, so `reference_spec` recovers `build_reference`'s arguments: the architecture (by
-layer names, as `torch_layer_map`), the input shape, the number of classes, and the options
-(activation, pooling, dropout, and the width multiplier that reproduces every layer's size).
+made them, so `reference_spec` recovers `build_reference`'s arguments: the input shape, the
+number of classes, and for each registered architecture in turn, the options its entry reads
+from the layers (`ModelEntry.read_options`) and the width multiplier that reproduces every
+layer's size (`ModelEntry.layer_units`). The first architecture whose rebuilt model has the
+same layers, layer types and weight shapes is the model's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from keras_cnns.reference.convert import keras_to_torch, torch_layer_map
-from keras_cnns.reference.models import alexnet_layer_map, build_reference
-
-# Layer name -> units at width 1.0, as the Keras builders and the reference modules scale them.
-_BASE_UNITS = {
-    "alexnet": {"conv1": 96, "conv2": 256, "conv3": 384, "conv4": 384, "conv5": 256,
-                "fc1": 1024, "fc2": 512},
-    "lenet": {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84},
-}
+from keras_cnns.reference.models import build_reference
 
 
 def _scaled(units: int, width: float) -> int:
@@ -29,10 +23,9 @@ def _units(layer) -> int:
     return int(getattr(layer, "filters", None) or layer.units)
 
 
-def _width(name: str, keras_model) -> float:
-    """A width multiplier that gives every layer of the model its size."""
-    sizes = {layer: _units(keras_model.get_layer(layer)) for layer in _BASE_UNITS[name]}
-    bases = _BASE_UNITS[name]
+def _width(bases, keras_model) -> float:
+    """A width multiplier that gives every layer in `bases` (name -> units at width 1) its size."""
+    sizes = {layer: _units(keras_model.get_layer(layer)) for layer in bases}
     # Each layer allows widths in [low, high); the multiplier lies in their intersection.
     low = max(0.0 if n == 1 else (n - 0.5) / bases[k] for k, n in sizes.items())
     high = min((n + 0.5) / bases[k] for k, n in sizes.items())
@@ -40,48 +33,63 @@ def _width(name: str, keras_model) -> float:
     candidates = [round(sizes[k] / bases[k], digits) for digits in (1, 2, 3, 4) for k in sizes]
     candidates.append((low + high) / 2)
     for width in candidates:
-        if all(_scaled(bases[k], width) == n for k, n in sizes.items()):
+        if width > 0 and all(_scaled(bases[k], width) == n for k, n in sizes.items()):
             return float(width)
     raise ValueError(
         f"Keras model '{keras_model.name}': no width multiplier gives its layer sizes {sizes}."
     )
 
 
-def _activation(layer) -> str:
-    activation = layer.get_config().get("activation")
-    if not isinstance(activation, str):
-        raise ValueError(f"Layer '{layer.name}' has a custom activation {activation!r}.")
-    return activation
+def _signature(keras_model) -> list:
+    """What two models of one architecture share: layer names, types and weight shapes."""
+    return [
+        (layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
+        for layer in keras_model.layers
+    ]
+
+
+def _candidate(entry, keras_model, shape, classes) -> dict[str, Any] | None:
+    from keras_cnns.models import build_model
+
+    try:
+        options = dict(entry.read_options(keras_model)) if entry.read_options else {}
+        if "width" in entry.options and entry.layer_units:
+            options["width"] = _width(entry.layer_units, keras_model)
+        options = {k: v for k, v in options.items() if k in entry.options}
+        twin = build_model(entry.name, input_shape=shape, num_classes=classes, **options)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if _signature(twin) != _signature(keras_model):
+        return None
+    return {"name": entry.name, "input_shape": list(shape), "num_classes": classes,
+            "options": {**entry.options, **options}}
 
 
 def reference_spec(keras_model) -> dict[str, Any]:
-    """`{"name", "input_shape", "num_classes", "options"}` of a keras_cnns LeNet-5 or AlexNet,
-    such that `build_reference(name, input_shape=..., num_classes=..., **options)` is its twin.
+    """`{"name", "input_shape", "num_classes", "options"}` of a registered architecture, such
+    that `build_reference(name, input_shape=..., num_classes=..., **options)` is its twin.
 
-    Raises ValueError for any other model.
+    Raises ValueError, naming the registered models, for any other model.
     """
-    layer_map = torch_layer_map(keras_model)
-    name = "alexnet" if layer_map == alexnet_layer_map() else "lenet"
-    names = {layer.name for layer in keras_model.layers}
-    options: dict[str, Any] = {
-        "activation": _activation(keras_model.get_layer("conv1")),
-        "width": _width(name, keras_model),
-        "dropout": float(keras_model.get_layer("dropout1").rate) if "dropout1" in names else 0.0,
-    }
-    if name == "lenet":
-        pool = type(keras_model.get_layer("pool1")).__name__
-        options["pooling"] = "avg" if pool.startswith("Average") else "max"
+    from keras_cnns.models import get_model_entry, list_models
+
     shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
-    return {
-        "name": name,
-        "input_shape": list(shape),
-        "num_classes": _units(keras_model.get_layer("predictions")),
-        "options": options,
-    }
+    classes = int(keras_model.outputs[0].shape[-1])
+    for name in list_models():
+        spec = _candidate(get_model_entry(name), keras_model, shape, classes)
+        if spec is not None:
+            return spec
+    raise ValueError(
+        f"Keras model '{keras_model.name}' is none of the registered architectures "
+        f"({', '.join(list_models())}): no entry rebuilds its layers and weight shapes; "
+        "pass layer_map."
+    )
 
 
 def reference_for(keras_model):
     """The PyTorch reference module of `keras_model`, holding its weights, in eval mode."""
+    from keras_cnns.reference.convert import keras_to_torch
+
     spec = reference_spec(keras_model)
     module = build_reference(
         spec["name"], input_shape=spec["input_shape"], num_classes=spec["num_classes"],
