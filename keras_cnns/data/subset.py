@@ -9,9 +9,11 @@ and the run's seed, so re-running a config trains on the same images.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from keras_cnns.data.base import DataError, DataSource, make_source
+from keras_cnns.data.base import SPLITS, DataError, DataSource, fingerprint
 
 # Mixed into the run's seed so that the subset's draw is not the same stream as the one that
 # initialises weights or shuffles batches for that seed.
@@ -46,16 +48,22 @@ def subset_size(labels, fraction: float) -> int:
 def subset_training_split(source: DataSource, fraction: float, seed: int) -> DataSource:
     """`source` with its training split cut to a stratified `fraction`; other splits unchanged.
 
-    The result goes through `make_source` again, so its fingerprint, split sizes and the
-    normalisation mean/std describe the images the run actually trains on.
+    Split sizes and the fingerprint describe the images the run trains on; the normalisation
+    mean and std stay the whole training split's, so every fraction sees the same input scale
+    and a run is scored (evaluate.py, the export) exactly as it was trained.
     """
     if fraction == 1.0:
         return source
-    info = source.info
     images, labels = source.arrays("train")
     kept = subset_indices(labels, fraction, seed)
-    splits = {split: source.arrays(split) for split in ("validation", "test")}
-    splits["train"] = (images[kept], labels[kept])
-    return make_source(
-        info.name, splits, info.class_names, allow_horizontal_flip=info.allow_horizontal_flip
+    splits = {split: source.arrays(split) for split in SPLITS}
+    train = (images[kept], labels[kept])
+    for array in train:
+        array.setflags(write=False)
+    splits["train"] = train
+    info = dataclasses.replace(
+        source.info,
+        split_sizes={**source.info.split_sizes, "train": int(len(kept))},
+        fingerprint=fingerprint(splits),
     )
+    return DataSource(info, splits)

@@ -1,0 +1,364 @@
+"""Run an ablation grid through the project's trainer, skipping what is already finished.
+
+    grid = load_grid(preset_path("quick"))
+    rows = run_grid(grid, Path("runs/ablation-digits-20250101-000000"))
+
+Each (cell, seed) is one `keras_cnns.training.train(config)` call, its run directory under
+`<results>/runs/`. A run whose config identity already has a finished run directory there is
+read back, not trained; an unfinished one is continued by the trainer's own resume; a failed
+one is recorded in `failures.json` and reported, and the grid goes on. Seeds beyond the first
+are run only for cells whose first run took less than the grid's seed budget, after every
+cell's first run, so a partial grid already has every row of the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from keras_cnns.ablation.grid import Cell, Grid
+from keras_cnns.ablation.results import (
+    SIDECAR,
+    RunRow,
+    describe_device,
+    describe_machine,
+    fill_from_run_dir,
+)
+from keras_cnns.config import ConfigError
+from keras_cnns.training import run_dir as run_dirs
+
+FAILURES_FILE = "failures.json"
+GRID_FILE = "grid.json"
+
+
+def default_output(
+    grid: Grid, root: str | Path = "runs", *, fresh: bool = False
+) -> tuple[Path, bool]:
+    """`(directory, continuing)`: the newest results directory of this grid and data set under
+    `root`, so that re-running a command continues it, or (none, or `fresh`) a new
+    `ablation-<data>-<stamp>`."""
+    slug = grid.datasets[0] if len(grid.datasets) == 1 else "mixed"
+    slug = "".join(c if c.isalnum() or c in "_-" else "_" for c in slug)
+    key = _grid_key(grid)
+    candidates = []
+    for marker in [] if fresh else Path(root).glob(f"ablation-{slug}-*/{GRID_FILE}"):
+        try:
+            if _grid_key_of(json.loads(marker.read_text())) == key:
+                candidates.append(marker.parent)
+        except (OSError, ValueError):
+            continue
+    if candidates:
+        return max(candidates, key=lambda path: path.name), True
+    return Path(root) / f"ablation-{slug}-{run_dirs.utc_stamp()}", False
+
+
+def _grid_key(grid: Grid) -> list:
+    return [grid.name, grid.datasets]
+
+
+def _grid_key_of(saved: dict) -> list:
+    return [saved.get("name"), saved.get("datasets")]
+
+
+@dataclasses.dataclass
+class _Sources:
+    """Each data set of the grid, loaded once: sizes, parameter counts and train accuracy."""
+
+    loaded: dict = dataclasses.field(default_factory=dict)
+
+    def get(self, config):
+        from keras_cnns import data as data_lib
+
+        key = (config.dataset, config.data_dir)
+        if key not in self.loaded:
+            self.loaded[key] = data_lib.load_source(config.dataset, config.data_dir)
+        return self.loaded[key]
+
+
+def plan_rows(grid: Grid, results_dir: Path, sources: _Sources) -> dict[str, list[RunRow]]:
+    """Every cell's rows (one per seed it may run), with image and parameter counts.
+
+    Builds each cell's model once to count its parameters, which also checks the model
+    options (a bad `activation`) before anything is trained; raises `ConfigError`.
+    """
+    import keras
+
+    from keras_cnns.data.subset import subset_size
+    from keras_cnns.models import build_model
+
+    runs_root = str(results_dir / "runs")
+    rows: dict[str, list[RunRow]] = {}
+    for cell in grid.cells:
+        config = cell.config
+        source = sources.get(config)
+        info = source.info
+        train_images = subset_size(source.arrays("train")[1], config.train_fraction)
+        try:
+            model = build_model(
+                config.model,
+                input_shape=(config.image_size, config.image_size, info.channels),
+                num_classes=info.num_classes,
+                **config.model_options(),
+            )
+        except ValueError as error:
+            raise ConfigError(f"Cell {cell.name!r}: {error}") from None
+        params = int(model.count_params())
+        keras.backend.clear_session()
+        rows[cell.name] = [
+            RunRow(cell.name, config.seed + index, cell.seed_config(index, runs_root),
+                   train_images, params, info.num_classes)
+            for index in range(cell.seeds)
+        ]
+    return rows
+
+
+def finished_runs(results_dir: Path) -> dict[str, Path]:
+    """Config identity -> the newest finished run directory under `<results>/runs/`."""
+    found: dict[str, Path] = {}
+    for marker in sorted((results_dir / "runs").glob(f"*/{run_dirs.IDENTITY_FILE}")):
+        if run_dirs.is_finished(marker.parent):
+            found[marker.read_text().strip()] = marker.parent
+    return found
+
+
+def read_failures(results_dir: Path) -> dict[str, dict]:
+    path = results_dir / FAILURES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def seeds_allowed(cell: Cell, first: RunRow, budget_minutes: float) -> int:
+    """How many seeds `cell` runs: all of them when its first run finished within the budget
+    (0 = no budget), else only the first."""
+    if first.status != "finished":
+        return 1
+    if budget_minutes and (first.wall_seconds or 0.0) >= budget_minutes * 60:
+        return 1
+    return cell.seeds
+
+
+def run_grid(
+    grid: Grid,
+    results_dir: Path,
+    *,
+    verbose: int | str = 0,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = print,
+    on_progress: Callable[[dict[str, list[RunRow]]], None] | None = None,
+) -> dict[str, list[RunRow]]:
+    """Run (or read back) every row of `grid` into `results_dir`; returns the rows per cell.
+
+    `on_progress(rows)` is called after every row, to rewrite the results files as the grid
+    goes (a killed grid leaves an up-to-date report).
+    """
+    sources = _Sources()
+    rows = plan_rows(grid, results_dir, sources)  # may raise: nothing is written before this
+    results_dir.mkdir(parents=True, exist_ok=True)
+    grid_file = results_dir / GRID_FILE
+    if not grid_file.exists():
+        run_dirs.write_json(grid_file, {
+            "name": grid.name,
+            "datasets": grid.datasets,
+            "description": grid.description,
+            "cells": {cell.name: cell.config.to_dict() for cell in grid.cells},
+        })
+    done = finished_runs(results_dir)
+    failures = read_failures(results_dir)
+    if retry_failed:
+        failures = {}
+    clock = _Clock(grid, rows, log)
+    # Read every finished run first, so that the time left counts only what is left to train.
+    for row in (row for cell_rows in rows.values() for row in cell_rows):
+        identity = row.config.identity()
+        if identity in done:
+            if not (done[identity] / SIDECAR).exists():  # killed between the two writes
+                _write_sidecar_afresh(row, done[identity], sources.get(row.config))
+            fill_from_run_dir(row, done[identity], results_dir)
+
+    def visit(row: RunRow) -> None:
+        identity = row.config.identity()
+        if row.status == "finished":
+            clock.report(row, earlier=True)
+        elif identity in failures:
+            row.status, row.error = "failed", failures[identity]["error"]
+            clock.report(row, earlier=True)
+        else:
+            _train_row(row, sources.get(row.config), results_dir, verbose, failures)
+            clock.report(row, earlier=False)
+        if on_progress:
+            on_progress(rows)
+
+    for cell in grid.cells:  # every cell's first seed, then the extra seeds
+        visit(rows[cell.name][0])
+    for cell in grid.cells:
+        allowed = seeds_allowed(cell, rows[cell.name][0], grid.seed_budget_minutes)
+        del rows[cell.name][allowed:]
+        for row in rows[cell.name][1:]:
+            visit(row)
+    if on_progress:
+        on_progress(rows)
+    return rows
+
+
+def _train_row(row: RunRow, source, results_dir: Path, verbose, failures: dict) -> None:
+    import keras
+
+    from keras_cnns.training import train
+
+    start = time.perf_counter()
+    try:
+        result = train(row.config, verbose=verbose, export=False)
+        train_accuracy = measure_train_accuracy(result.model, row.config, source)
+    except Exception as error:  # one failed cell must not end the grid
+        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        failures[row.config.identity()] = {
+            "cell": row.cell,
+            "seed": row.seed,
+            "error": message,
+            "traceback": traceback.format_exc(),
+        }
+        run_dirs.write_json(results_dir / FAILURES_FILE, failures)
+        row.status, row.error = "failed", message
+        keras.backend.clear_session()
+        return
+    sidecar = {
+        "train_accuracy": train_accuracy,
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "device": describe_device(result.metrics["strategy"], result.metrics["replicas"]),
+        "machine": describe_machine(),
+    }
+    run_dirs.write_json(result.run_dir / SIDECAR, sidecar)
+    fill_from_run_dir(row, result.run_dir, results_dir)
+    keras.backend.clear_session()
+
+
+def _write_sidecar_afresh(row: RunRow, run_dir: Path, source) -> None:
+    """The sidecar of a run that finished without one: its train accuracy from the best
+    checkpoint (the weights the test accuracy was scored with), its time from metrics.json."""
+    import keras
+
+    from keras_cnns.models import build_model
+
+    config, info = row.config, source.info
+    model = build_model(
+        config.model,
+        input_shape=(config.image_size, config.image_size, info.channels),
+        num_classes=info.num_classes,
+        **config.model_options(),
+    )
+    model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+    metrics = json.loads((run_dir / run_dirs.DONE_FILE).read_text())
+    sidecar = {
+        "train_accuracy": measure_train_accuracy(model, config, source),
+        "wall_seconds": metrics.get("train_seconds"),
+        "device": describe_device(metrics.get("strategy", ""), metrics.get("replicas", 1)),
+        "machine": describe_machine(),
+    }
+    run_dirs.write_json(run_dir / SIDECAR, sidecar)
+    keras.backend.clear_session()
+
+
+def measure_train_accuracy(model, config, source) -> float:
+    """Accuracy of `model` on the images it trained on, in inference mode, unaugmented.
+
+    fit's own train accuracy is measured with dropout and augmentation on, which would make
+    dropout look like it closes the train-test gap by itself.
+    """
+    from keras_cnns import data as data_lib
+    from keras_cnns.training import evaluate
+
+    subset = data_lib.subset_training_split(source, config.train_fraction, config.seed)
+    dataset = data_lib.build_pipeline(
+        subset, "train", image_size=config.image_size, batch_size=config.batch_size,
+        augment="none", shuffle=False, cache=False, one_hot=subset.info.num_classes,
+    )
+    return round(evaluate(model, dataset, subset.info.class_names, config)["test_accuracy"], 6)
+
+
+class _Clock:
+    """One progress line per row, with the time left estimated from finished runs."""
+
+    def __init__(self, grid: Grid, rows: dict[str, list[RunRow]], log):
+        self.grid, self.rows, self.log = grid, rows, log
+        self.count = 0
+
+    def report(self, row: RunRow, *, earlier: bool) -> None:
+        self.count += 1
+        total = self.count + len(self._remaining())
+        if row.status == "finished":
+            result = (
+                f"test {row.test_accuracy:.4f}, gap {_points(row.gap)}, "
+                f"95% of best val at epoch {row.epochs_to_best_share}, "
+                f"{_duration(row.wall_seconds)}"
+            )
+        else:
+            result = f"FAILED ({row.error})"
+        when = " (finished earlier)" if earlier else ""
+        self.log(
+            f"[{self.count}/{total}] {row.cell} seed {row.seed}{when}: {result}; "
+            f"{self._time_left()}"
+        )
+
+    def _remaining(self) -> list[RunRow]:
+        """Rows still to run: pending first seeds, and the extra seeds they will probably get."""
+        pending = []
+        for cell in self.grid.cells:
+            first, *extra = self.rows[cell.name]
+            if first.status == "pending":
+                pending.append(first)
+                guess = self._estimate(first)
+                budget = self.grid.seed_budget_minutes * 60
+                if guess is not None and (not budget or guess < budget):
+                    pending.extend(extra)
+            else:
+                allowed = seeds_allowed(cell, first, self.grid.seed_budget_minutes)
+                pending.extend(r for r in extra[: allowed - 1] if r.status == "pending")
+        return pending
+
+    def _estimate(self, row: RunRow) -> float | None:
+        """Seconds for `row`, from finished runs of the same model, input size and batch."""
+        def key(r):
+            return (r.config.model, r.config.image_size, r.config.batch_size)
+
+        seconds = work = 0.0
+        for cell_rows in self.rows.values():
+            for other in cell_rows:
+                if other.status == "finished" and other.wall_seconds and key(other) == key(row):
+                    seconds += other.wall_seconds
+                    work += other.train_images * other.config.epochs
+        if not work:
+            return None
+        return seconds / work * row.train_images * row.config.epochs
+
+    def _time_left(self) -> str:
+        remaining = self._remaining()
+        if not remaining:
+            return "done"
+        guesses = [self._estimate(row) for row in remaining]
+        unknown = sorted(
+            {row.config.model for row, g in zip(remaining, guesses, strict=True) if g is None}
+        )
+        if all(guess is None for guess in guesses):
+            return f"time left unknown until a first {' and '.join(unknown)} run has finished"
+        text = f"about {_duration(sum(g for g in guesses if g is not None))} left"
+        if unknown:
+            text += f" plus the {' and '.join(unknown)} runs (no timing yet)"
+        return text
+
+
+def _points(gap: float | None) -> str:
+    return "n/a" if gap is None else f"{gap * 100:+.1f} pts"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.1f} min"
+    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
