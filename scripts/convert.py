@@ -5,7 +5,14 @@
         with the build_reference arguments; default output: SOURCE's name with .pt.
     convert.py W.pt --to keras [--output M.keras]
         back to a Keras model; the architecture comes from W.json, or --like MODEL.keras|EXPORT,
-        or --model NAME --input-shape H W C --num-classes K [--model-kwargs KEY=VALUE ...].
+        or --model NAME [--input-shape H W C] [--num-classes K] [--model-kwargs KEY=VALUE ...]
+        (channels and classes default to the checkpoint's, the size to 224; so a torchvision
+        checkpoint needs only its name: convert.py alexnet-owt-7be5be79.pth --to keras
+        --model alexnet2012).
+    convert.py M.keras|W.pt --to export --mean M.. --std S.. --class-names FILE [--output DIR]
+        a SavedModel export whose serving_default takes uint8 RGB or grey images of any size and
+        applies that normalisation (on the [0, 1] scale), with one class name per line of FILE,
+        for scripts/predict.py; a .pt is converted first as for --to keras.
     convert.py EXPORT --to onnx [--replace]
         adds model.onnx (serving_default as ONNX) to the export and its manifest.
 
@@ -28,23 +35,32 @@ PROG = "convert.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from keras_cnns.cli import OneLineParser  # usage errors in one line, exit 2
+
+    parser = OneLineParser(
         prog=PROG, description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
     parser.add_argument("source", type=Path, help="a .keras file, an export directory, or a .pt")
-    parser.add_argument("--to", required=True, choices=("torch", "keras", "onnx"))
-    parser.add_argument("--output", type=Path, help="the file to write (torch and keras)")
+    parser.add_argument("--to", required=True, choices=("torch", "keras", "onnx", "export"))
+    parser.add_argument("--output", type=Path,
+                        help="the file (torch, keras) or directory (export) to write")
     parser.add_argument("--like", type=Path,
                         help="--to keras: a .keras file or export with the same architecture")
-    parser.add_argument("--model", help="--to keras: registry name (lenet, alexnet)")
+    parser.add_argument("--model", help="--to keras/export from a .pt: a registry model name")
     parser.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"))
     parser.add_argument("--num-classes", type=int)
     parser.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
                         help="--to keras: model options, e.g. dropout=0.5 width=0.5")
     parser.add_argument("--replace", action="store_true",
                         help="--to onnx: replace an existing model.onnx")
+    parser.add_argument("--mean", type=float, nargs="+",
+                        help="--to export: per-channel mean on the [0, 1] scale (1 or 3 values)")
+    parser.add_argument("--std", type=float, nargs="+",
+                        help="--to export: per-channel std on the [0, 1] scale (1 or 3 values)")
+    parser.add_argument("--class-names", type=Path, metavar="FILE",
+                        help="--to export: a text file with one class name per line")
     return parser
 
 
@@ -56,9 +72,8 @@ def _spec(args, parser):
         return reference_spec(load_keras_model(args.like))
     if args.model is None:
         return None
-    if args.input_shape is None or args.num_classes is None:
-        parser.error("--model needs --input-shape H W C and --num-classes K")
-    return {"name": args.model, "input_shape": list(args.input_shape),
+    return {"name": args.model,
+            "input_shape": list(args.input_shape) if args.input_shape else None,
             "num_classes": args.num_classes, "options": _options(args.model_kwargs, parser)}
 
 
@@ -104,6 +119,8 @@ def main(argv=None) -> int:
             )
 
             try:
+                if args.to == "export":
+                    return _export(args, parser)
                 if args.to == "torch":
                     stem = source.name if source.is_dir() else source.stem
                     output = args.output or source.parent / f"{stem}.pt"
@@ -122,6 +139,31 @@ def main(argv=None) -> int:
                 raise ExportError(str(error)) from None
         except ImportError as error:
             raise ExportError(str(error)) from None
+
+
+def _export(args, parser) -> int:
+    import tempfile
+
+    from keras_cnns.reference.export_converted import export_converted, read_class_names
+    from keras_cnns.reference.files import load_keras_model, torch_file_to_keras
+
+    if not (args.mean and args.std and args.class_names):
+        parser.error("--to export needs --mean, --std and --class-names FILE")
+    source, conversion = args.source, {"source": str(args.source)}
+    stem = source.name if source.is_dir() else source.stem
+    output = args.output or source.parent / f"{stem}-export"
+    with tempfile.TemporaryDirectory(prefix="keras_cnns-convert-") as tmp:
+        if source.suffix in (".pt", ".pth"):
+            record = torch_file_to_keras(source, Path(tmp) / "m.keras", spec=_spec(args, parser))
+            conversion.update(reference=record["reference"], logits_gap=record["logits_gap"])
+            source = Path(tmp) / "m.keras"
+        model = load_keras_model(source)
+        export_converted(model, output, mean=args.mean, std=args.std,
+                         class_names=read_class_names(args.class_names), conversion=conversion)
+    gap = conversion.get("logits_gap")
+    print(f"wrote {output}" + (f"; PyTorch vs Keras logits gap {gap:.2e}" if gap is not None
+                               else ""))
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from extras import require
 
-from keras_cnns.models import build_model, get_model_entry
+from keras_cnns.models import build_model, get_model_entry, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
@@ -37,10 +37,18 @@ from keras_cnns.reference.files import (  # noqa: E402
     torch_file_to_keras,
 )
 
-CASES = [
-    ("lenet", (28, 28, 1), {"dropout": 0.2}),
-    ("alexnet", (64, 64, 3), {"width": 0.25, "activation": "gelu"}),
-]
+
+def _case(name):
+    """A small instance of every registered model, with options away from their defaults."""
+    entry = get_model_entry(name)
+    size = entry.default_image_size
+    options = {"dropout": 0.2, **entry.test_options}
+    if entry.options.get("activation") == "relu":
+        options["activation"] = "gelu"
+    return (name, (size, size, 3), options)
+
+
+CASES = [_case(name) for name in list_models()]
 
 
 def gap(values, reference) -> float:
@@ -57,7 +65,7 @@ def _torch_logits(module, x):
         return module.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
 
 
-@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=["lenet", "alexnet"])
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=list_models())
 def test_state_dict_files_round_trip_with_the_same_logits(tmp_path, name, shape, options):
     keras.utils.set_random_seed(4)
     model = build_model(name, input_shape=shape, num_classes=7, **options)
@@ -97,15 +105,13 @@ def test_conversions_refuse_to_overwrite_or_guess(tmp_path):
     assert not (tmp_path / "y.keras").exists()
 
 
-@pytest.mark.parametrize(
-    ("name", "size", "options"),
-    [("lenet", 28, {}), ("alexnet", 64, {"dropout": 0.0})],
-    ids=["lenet", "alexnet"],
-)
-def test_one_sgd_step_updates_the_weights_alike(name, size, options):
+@pytest.mark.parametrize("name", list_models())
+def test_one_sgd_step_updates_the_weights_alike(name):
     """Identical weights, batch and plain SGD: Keras (TF) and PyTorch land on the same weights."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the Keras side of this check is the TensorFlow backend")
+    entry = get_model_entry(name)
+    size, options = entry.default_image_size, {**entry.test_options, "dropout": 0.0}
     keras.utils.set_random_seed(5)
     shape = (size, size, 1)
     model = build_model(name, input_shape=shape, num_classes=10, **options)
@@ -179,3 +185,123 @@ def test_convert_script_round_trip(tmp_path):
     for name in ("a", "b", "c"):
         restored = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False)
         assert gap(restored.predict(x, verbose=0), want) <= RTOL, name
+
+
+# -- torchvision's AlexNet: its checkpoints in, a SavedModel out ---------------------------------
+
+# torchvision.models.alexnet().state_dict(), keys and shapes (the layout of alexnet-owt-7be5be79).
+TORCHVISION_ALEXNET = {
+    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
+    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
+    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
+    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
+}
+
+
+def _he(module, seed=0):
+    """He-normal weights and small biases, so that logits depend on the input (see
+    test_reference_parity.py's _randomise)."""
+    torch.manual_seed(seed)
+    for layer in module.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            torch.nn.init.uniform_(layer.bias, -0.1, 0.1)
+    return module.eval()
+
+
+def _torchvision_checkpoint(path, module):
+    state = module.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == TORCHVISION_ALEXNET
+    torch.save(state, path)  # a bare state_dict, as torchvision publishes it
+
+
+def test_torchvision_checkpoint_converts_with_the_same_logits(tmp_path):
+    from keras_cnns.reference import AlexNet2012
+
+    module = _he(AlexNet2012())
+    _torchvision_checkpoint(tmp_path / "alexnet-owt.pth", module)
+    for size in (224, get_model_entry("alexnet2012").min_image_size):
+        # Only the name: channels and classes come from the weights; the size from the spec.
+        spec = {"name": "alexnet2012", "input_shape": [size, size] if size != 224 else None}
+        out = tmp_path / f"m{size}.keras"
+        record = torch_file_to_keras(tmp_path / "alexnet-owt.pth", out, spec=spec)
+        assert record["reference"]["input_shape"] == [size, size, 3]
+        assert record["reference"]["num_classes"] == 1000
+        model = keras.saving.load_model(out, compile=False)
+        assert model.count_params() == 61_100_840
+        x = _images((size, size, 3), batch=2)
+        expected = _torch_logits(module, x)
+        eager, graph = model(x, training=False), model.predict(x, verbose=0)
+        print(f"torchvision checkpoint at {size}px: gaps {gap(eager, expected):.1e}, "
+              f"{gap(graph, expected):.1e}")
+        assert gap(eager, expected) <= RTOL and gap(graph, expected) <= RTOL
+
+
+def test_real_torchvision_alexnet_if_installed(tmp_path):
+    """Where torchvision imports (not beside this project's CPU torch), its own module."""
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed")
+    module = _he(torchvision.models.alexnet(weights=None))
+    _torchvision_checkpoint(tmp_path / "tv.pth", module)
+    torch_file_to_keras(tmp_path / "tv.pth", tmp_path / "tv.keras", spec={"name": "alexnet2012"})
+    model = keras.saving.load_model(tmp_path / "tv.keras", compile=False)
+    x = _images((224, 224, 3), batch=2)
+    assert gap(model.predict(x, verbose=0), _torch_logits(module, x)) <= RTOL
+
+
+def test_checkpoint_of_another_model_is_one_sentence(tmp_path):
+    torch.save(build_reference("lenet", input_shape=(28, 28, 1), num_classes=10).state_dict(),
+               tmp_path / "lenet.pt")
+    with pytest.raises(ConversionError, match="not a alexnet2012 checkpoint"):
+        torch_file_to_keras(tmp_path / "lenet.pt", tmp_path / "x.keras",
+                            spec={"name": "alexnet2012"})
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_exports_and_predicts_its_class_names(tmp_path):
+    """convert.py W.pth --to export --mean --std --class-names; predict.py prints the names."""
+    from PIL import Image
+
+    module = _he(build_reference("alexnet2012", input_shape=(64, 64, 3), num_classes=3,
+                                 width=0.25))
+    torch.save(module.state_dict(), tmp_path / "w.pth")
+    (tmp_path / "names.txt").write_text("tabby cat\ngolden retriever\nespresso\n")
+    export = tmp_path / "export"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "convert.py"), str(tmp_path / "w.pth"),
+         "--to", "export", "--model", "alexnet2012", "--input-shape", "64", "64", "3",
+         "--model-kwargs", "width=0.25", "--mean", "0.485", "0.456", "0.406",
+         "--std", "0.229", "0.224", "0.225", "--class-names", str(tmp_path / "names.txt"),
+         "--output", str(export)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["dataset"]["class_names"] == ["tabby cat", "golden retriever", "espresso"]
+    assert manifest["preprocessing"]["std"] == [0.229, 0.224, 0.225]
+    assert manifest["conversion"]["logits_gap"] <= RTOL
+
+    # serving_default: uint8 RGB of another size, resized and normalised ImageNet-style.
+    image = np.random.default_rng(1).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    import tensorflow as tf
+
+    x = tf.image.resize(image[None].astype("float32") / 255.0, (64, 64)).numpy()
+    x = (x - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    want = torch.softmax(torch.from_numpy(_torch_logits(module, x.astype("float32"))), -1)
+    served = tf.saved_model.load(str(export)).signatures["serving_default"](
+        images=tf.constant(image[None]))
+    assert gap(served["probabilities"].numpy(), want.numpy()) <= 1e-4
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "predict.py"), str(export),
+         str(tmp_path / "photo.png"), "--top-k", "3"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("tabby cat", "golden retriever", "espresso"):
+        assert name in proc.stdout

@@ -4,7 +4,8 @@
 (`torch.save`, loadable with `torch.load(path, weights_only=True)` and `load_state_dict`) and,
 beside it, `<name>.json`: the `build_reference` arguments that rebuild the module. The way back,
 `torch_file_to_keras`, reads those arguments (or takes them, for a checkpoint from elsewhere,
-e.g. d2l's LeNet) and writes a `.keras` model. Each direction checks itself: both models'
+e.g. d2l's LeNet or torchvision's AlexNet, whose channels and classes it reads from the
+weights) and writes a `.keras` model. Each direction checks itself: both models'
 logits on the same random batch, `max|a - b| / max|keras|` at most `TOLERANCE`.
 """
 
@@ -95,13 +96,64 @@ def keras_to_torch_file(source: str | Path, output: str | Path) -> dict[str, Any
     return record
 
 
+# A checkpoint from elsewhere fixes channels and classes but, for most models, not the input
+# size; then it is ImageNet's, the size such checkpoints are trained at.
+CHECKPOINT_IMAGE_SIZE = 224
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A PyTorch `state_dict` file (also one wrapped as `{"state_dict": ...}`)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file is one sentence
+        raise ConversionError(f"{path} is not a PyTorch state_dict: {error}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a checkpoint that wraps it
+    if not isinstance(state, dict):
+        raise ConversionError(f"{path} holds a {type(state).__name__}, not a state_dict.")
+    return state
+
+
+def spec_from_state_dict(
+    name: str, state: dict, *, input_shape=None, options: dict | None = None
+) -> dict[str, Any]:
+    """The `build_reference` arguments of a registry model that `state` fits: the input
+    channels from the first convolution's weight, the classes from the last layer's bias, and
+    `input_shape` `(H, W)` or `(H, W, C)` (default: 224x224, or the model's smallest input)."""
+    from keras_cnns.models import get_model_entry
+
+    entry = get_model_entry(name)
+    options = dict(options or {})
+    size = max(CHECKPOINT_IMAGE_SIZE, entry.min_image_size)
+    height, width = (input_shape or (size, size))[:2]
+    probe = build_reference(name, input_shape=(height, width, 1), num_classes=2, **options)
+    paths = list(probe.keras_layer_map.values())
+    try:
+        channels = int(state[f"{paths[0]}.weight"].shape[1])
+        classes = int(state[f"{paths[-1]}.bias"].shape[0])
+    except (KeyError, IndexError, AttributeError):
+        raise ConversionError(
+            f"The state_dict has no {paths[0]}.weight and {paths[-1]}.bias, so it is not a "
+            f"{name} checkpoint."
+        ) from None
+    if input_shape is not None and len(input_shape) == 3 and int(input_shape[2]) != channels:
+        raise ConversionError(
+            f"--input-shape says {input_shape[2]} channels; the checkpoint's first layer "
+            f"takes {channels}."
+        )
+    return {"name": name, "input_shape": [int(height), int(width), channels],
+            "num_classes": classes, "options": options}
+
+
 def torch_file_to_keras(
     state_dict_file: str | Path, output: str | Path, *, spec: dict | None = None
 ) -> dict[str, Any]:
     """Build the Keras model of a reference `state_dict` file and write it to `output`.
 
     `spec` (`name`, `input_shape`, `num_classes`, `options`) defaults to the `.json` that
-    `keras_to_torch_file` wrote beside the file. Returns `{"reference": spec, "logits_gap"}`.
+    `keras_to_torch_file` wrote beside the file; without `input_shape` or `num_classes` they
+    come from the checkpoint (`spec_from_state_dict`), so a torchvision checkpoint needs only
+    the name. Returns `{"reference": spec, "logits_gap"}`.
     """
     from keras_cnns.models import build_model
 
@@ -117,12 +169,10 @@ def torch_file_to_keras(
     output = _fresh(Path(output), "Output")
     if output.suffix != ".keras":
         raise ConversionError(f"Keras models are saved as .keras files, not {output.name}.")
-    try:
-        state = torch.load(state_dict_file, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file is one sentence
-        raise ConversionError(f"{state_dict_file} is not a PyTorch state_dict: {error}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # a checkpoint that wraps it
+    state = read_state_dict(state_dict_file)
+    if spec.get("input_shape") is None or spec.get("num_classes") is None:
+        spec = spec_from_state_dict(spec["name"], state, input_shape=spec.get("input_shape"),
+                                    options=spec.get("options"))
     options = dict(spec.get("options") or {})
     shape, classes = tuple(spec["input_shape"]), int(spec["num_classes"])
     model = build_model(spec["name"], input_shape=shape, num_classes=classes, **options)
