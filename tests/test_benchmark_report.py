@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from extras import require
 
 from keras_cnns.measure.benchmark_report import format_table, summarise
 
@@ -48,6 +49,7 @@ def test_failed_cases_are_left_out_not_zeroed():
 
 @pytest.mark.slow
 def test_benchmark_script_runs_every_kind_of_case(tmp_path):
+    require("torch")  # the torch_nchw case
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "lenet",

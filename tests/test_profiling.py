@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from extras import require
 
 from keras_cnns.measure.profiling import CATEGORIES, summarise, tf_category, torch_category
 
@@ -42,6 +43,7 @@ def test_bound_is_torch_step_over_our_kernel_time():
 
 @pytest.mark.slow
 def test_profile_script_traces_both_sides(tmp_path):
+    require("torch")  # the PyTorch reference's side
     out = tmp_path / "profile.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "--model", "lenet",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extras import require
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
@@ -52,6 +53,7 @@ def python_snippet(code: str, cwd, env=None, timeout=240):
 
 @pytest.mark.slow
 def test_main_job_writes_run_directory_and_export(tmp_path):
+    require("onnxruntime", "onnx", "tf2onnx")  # it passes --onnx
     result = run([*TRAIN, *TINY, "--output", "exports/tiny", "--onnx"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "Epoch 2/2" in result.stdout
