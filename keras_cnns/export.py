@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnns import faults
+
 # The SavedModel's signatures live in their own module; these names stay importable from here.
 from keras_cnns.saved_model import (  # noqa: F401
     EVAL_BATCH_SIZE,
@@ -157,6 +159,7 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
         }
         text = json.dumps(manifest, indent=2, sort_keys=True, default=_json_default)
         (tmp_dir / MANIFEST_FILE).write_text(text + "\n")
+        faults.reach("export")
         # rename() is atomic on one filesystem and fails if a non-empty `output` appeared
         # meanwhile (an empty one is replaced, which loses nothing).
         os.rename(tmp_dir, output)

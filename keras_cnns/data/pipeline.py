@@ -138,7 +138,7 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
                    seed: int = 0, deterministic: bool = False, shuffle: bool | None = None,
                    repeat: bool = False, drop_remainder: bool = False, cache: bool = True,
                    one_hot: int | None = None, num_replicas: int = 1,
-                   channels: int | None = None) -> tf.data.Dataset:
+                   channels: int | None = None, start_batch: int = 0) -> tf.data.Dataset:
     """Batches of `(float32 [B, S, S, C], int32 [B] or float32 one-hot [B, one_hot])`.
 
     `batch_size` is global (all replicas together; it must divide by `num_replicas`).
@@ -146,6 +146,8 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
     applies to "train" only. Two pipelines built with the same arguments yield the same batches;
     `deterministic=True` also keeps their order fixed under parallelism (slightly slower).
     `channels` converts grey <-> colour for models that expect the other (default: the source's).
+    `start_batch` (endless streams only) starts the stream at that batch, exactly as the batch
+    the uninterrupted stream yields there: a resumed run continues the data where it stopped.
     """
     info = source.info
     policy = get_policy(augment)
@@ -205,13 +207,18 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
         # the load function then falls on 4x the images (benchmark.py's `pipeline` case for
         # LeNet@28: 252k -> 350k img/s).
         group = images_per_load(batch_size, size, cached_channels) // batch_size
+        # Resuming at batch `start_batch`: start at its load call (its group), then drop the
+        # batches of that group before it below; the indices and seeds are those of an
+        # uninterrupted stream.
+        first_load, skip_in_group = divmod(start_batch, group)
+        data_epoch, offset = divmod(first_load * group * batch_size, n)
         if shuffle:
-            ds = tf.data.Dataset.counter().flat_map(
+            ds = tf.data.Dataset.counter(start=data_epoch).flat_map(
                 lambda epoch: tf.data.Dataset.from_tensor_slices(_permutation(n, seed, epoch)))
         else:
             ds = tf.data.Dataset.range(n).repeat()
-        ds = ds.batch(batch_size * group, drop_remainder=True)  # endless: always full
-        seeds = tf.data.Dataset.counter().map(
+        ds = ds.skip(offset).batch(batch_size * group, drop_remainder=True)  # endless: full
+        seeds = tf.data.Dataset.counter(start=first_load).map(
             lambda step: tf.stack([tf.constant(seed + 1, tf.int64), step]))
     else:
         ds = tf.data.Dataset.range(n)
@@ -220,6 +227,9 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         # One [2] seed per batch; fresh each pass over a finite dataset, identical across rebuilds.
         seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        if start_batch:
+            raise DataError("start_batch applies to endless (repeat=True) streams only.")
+        skip_in_group = 0
     ds = tf.data.Dataset.zip((ds, seeds))
     if repeat and group > 1:
         def load_group(indices, batch_seed):
@@ -232,6 +242,8 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
         ds = ds.map(load_group, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     else:
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat and skip_in_group:
+        ds = ds.skip(skip_in_group)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic

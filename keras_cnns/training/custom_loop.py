@@ -5,25 +5,27 @@ value (PerReplica...)", keras-team/keras#20585), so multi-worker runs step
 through `strategy.run` with the same Keras model, optimizer and loss that
 `fit` would use. Every worker reads the same seeded pipeline; the strategy
 shards each global batch across the replicas and all-reduces the gradients,
-so the workers' weights stay identical.
+so the workers' weights stay identical. Under a float16 policy the optimizer
+is a `LossScaleOptimizer` (`factories.build_for_training`) and the loss is
+scaled before the gradients are taken.
 
-Each epoch ends with a checkpoint of the model and optimizer, written by the
-chief into `run_dir/backup/` (other workers write to a throwaway directory,
-as TensorFlow's multi-worker guide prescribes), from which an interrupted run
-continues.
+Each epoch ends in the trainer's `EpochRecorder`, as under `fit`: the chief
+commits the run's state to `run_dir/backup/` (the others to a throwaway
+folder, as TensorFlow's multi-worker guide prescribes). On a resume every
+worker has restored the chief's state before this loop starts; the loop checks
+that they all start at the same epoch.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from keras_cnns.training import run_dir as run_dirs
+from keras_cnns import faults
+from keras_cnns.config import ConfigError
 
 
 def fit_multi_worker(
@@ -35,14 +37,22 @@ def fit_multi_worker(
     config,
     steps_per_epoch,
     strategy,
-    run_dir: Path,
+    recorder,
+    *,
+    initial_epoch: int = 0,
     verbose="auto",
-) -> dict:
-    """Train for `config.epochs`; returns the history (and `stopped_at` on a NaN loss)."""
+) -> None:
+    """Train epochs `initial_epoch`..`config.epochs - 1`; `train_ds` starts at the first of them.
+
+    Raises `run_state.NonFiniteStateError` on a NaN or infinite loss.
+    """
+    from keras_cnns.training.run_state import NonFiniteStateError
+
     global_batch = config.batch_size
     per_example_loss = loss_fn.__class__(
         from_logits=True, label_smoothing=config.label_smoothing, reduction="none"
     )
+    _check_same_start(strategy, initial_epoch)
     train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
     val_dist = strategy.experimental_distribute_dataset(val_ds)
 
@@ -51,7 +61,8 @@ def fit_multi_worker(
             logits = model(images, training=True)
             losses = per_example_loss(labels, logits)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            scaled = optimizer.scale_loss(loss)  # the loss itself unless loss scaling is on
+        gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         correct = tf.reduce_sum(
             tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
@@ -74,31 +85,16 @@ def fit_multi_worker(
         results = strategy.run(replica_eval, args=batch)
         return [strategy.reduce("SUM", value, axis=None) for value in results]
 
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    backup = run_dir / run_dirs.BACKUP_DIR
-    manager = tf.train.CheckpointManager(checkpoint, str(backup), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        print(f"Restored epoch {int(epoch_var.numpy())} from {backup}.", flush=True)
-        # Skip the batches already consumed, so the data order matches an unbroken run.
-        for _ in range(int(epoch_var.numpy()) * steps_per_epoch):
-            next(train_iter)
-
-    history: dict = {"epoch": [], "loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    best = -1.0
-    best_path = run_dir / "checkpoints" / "best.weights.h5"
-    best_path.parent.mkdir(parents=True, exist_ok=True)
-    for epoch in range(int(epoch_var.numpy()), config.epochs):
+    for epoch in range(initial_epoch, config.epochs):
         start = time.perf_counter()
         bar = keras.utils.Progbar(steps_per_epoch, verbose=0 if verbose == 0 else 1)
         loss_sum = correct_sum = 0.0
         for step in range(steps_per_epoch):
             loss, correct = train_step(next(train_iter))
+            faults.reach("batch")
             loss = float(loss)
             if not math.isfinite(loss):
-                history["stopped_at"] = (epoch + 1, loss)
-                return history
+                raise NonFiniteStateError(epoch + 1, loss)
             loss_sum += loss
             correct_sum += float(correct)
             bar.update(step + 1, [("loss", loss)])
@@ -108,33 +104,32 @@ def fit_multi_worker(
             total_loss, total_correct = total_loss + float(loss), total_correct + float(correct)
             total_count += float(count)
         row = {
-            "epoch": epoch,
             "loss": loss_sum / steps_per_epoch,
             "accuracy": correct_sum / (steps_per_epoch * global_batch),
             "val_loss": total_loss / max(total_count, 1),
             "val_accuracy": total_correct / max(total_count, 1),
         }
-        for key, value in row.items():
-            history[key].append(value)
         if verbose != 0:
             print(
                 f"epoch {epoch + 1}/{config.epochs} ({time.perf_counter() - start:.1f}s) "
-                + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
+                + " ".join(f"{k}={v:.4f}" for k, v in row.items()),
                 flush=True,
             )
-        _append_csv(run_dir / "history.csv", row)
-        if row["val_accuracy"] > best:
-            best = row["val_accuracy"]
-            model.save_weights(best_path)
-        epoch_var.assign(epoch + 1)
-        manager.save()
-    return history
+        if recorder.end_epoch(epoch, row, model, optimizer):
+            return
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def _check_same_start(strategy, epoch: int) -> None:
+    """Every worker must resume at the same epoch, or their all-reduces would mix epochs.
+
+    Two all-reduced sums (of the epoch and of its square) equal the single-worker values
+    times the replica count only when every replica holds the same epoch.
+    """
+    value = tf.constant([epoch, epoch * epoch], tf.int64)
+    total = strategy.reduce("SUM", strategy.run(lambda: value), axis=None).numpy().tolist()
+    replicas = strategy.num_replicas_in_sync
+    if total != [epoch * replicas, epoch * epoch * replicas]:
+        raise ConfigError(
+            f"This worker resumes after epoch {epoch} but the others do not (sums {total} over "
+            f"{replicas} replicas); give every worker the same shared --run-dir."
+        )

@@ -1,15 +1,21 @@
 """Run directories: `runs/<model>-<dataset>-<UTC stamp>/`, and finding an unfinished one.
 
-A run directory is finished once `metrics.json` is in it. Re-running the
-identical command (same RunConfig identity) finds its own unfinished run and
-continues it from the BackupAndRestore state kept in `backup/`.
+A run directory is finished once `metrics.json` is in it, and diverged once `diverged.json` is
+(the NaN guard stopped it; it is never resumed). Re-running the identical command (same
+RunConfig identity) finds its own unfinished run and continues it from the state kept in
+`backup/` (`run_state`). One process at a time works in a run directory: it holds `lock`
+(pid and host); a second one is refused, and a lock left by a dead process on this host is
+taken over.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import json
+import os
+import socket
 from pathlib import Path
 
 from keras_cnns.config import ConfigError, RunConfig
@@ -18,6 +24,8 @@ CONFIG_FILE = "config.json"
 IDENTITY_FILE = "identity.txt"
 DONE_FILE = "metrics.json"
 BACKUP_DIR = "backup"
+LOCK_FILE = "lock"
+DIVERGED_FILE = "diverged.json"
 
 
 def utc_stamp() -> str:
@@ -37,9 +45,81 @@ def find_unfinished(config: RunConfig) -> Path | None:
     candidates = []
     for marker in root.glob(f"*/{IDENTITY_FILE}"):
         run_dir = marker.parent
-        if marker.read_text().strip() == identity and not is_finished(run_dir):
+        try:
+            same = marker.read_text().strip() == identity
+        except OSError:
+            continue
+        if same and not is_finished(run_dir) and not is_diverged(run_dir):
             candidates.append(run_dir)
     return max(candidates, key=lambda p: p.name) if candidates else None
+
+
+def is_diverged(run_dir: Path) -> bool:
+    return (run_dir / DIVERGED_FILE).exists()
+
+
+def latest_diverged(config: RunConfig) -> Path | None:
+    """The newest run of the identical command that diverged, to say so before starting anew."""
+    root = Path(config.run_dir)
+    if not root.is_dir():
+        return None
+    identity = config.identity()
+    found = [m.parent for m in root.glob(f"*/{IDENTITY_FILE}")
+             if is_diverged(m.parent) and _read(m) == identity]
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+# -- one process per run directory ----------------------------------------------------------------
+
+def acquire_lock(run_dir: Path) -> None:
+    """Hold `run_dir/lock` for this process; a live holder is a one-sentence ConfigError.
+
+    The lock names pid and host. One left by a process that no longer runs on this host is
+    taken over; one from another host cannot be checked and is refused (delete it by hand).
+    """
+    path = Path(run_dir) / LOCK_FILE
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read(path)
+            if holder is None:
+                continue  # released meanwhile
+            pid, _, host = holder.partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise ConfigError(
+                f"Run {run_dir} is in use by process {pid} on host {host or '?'}; wait for it "
+                f"to end (or, if it is gone, delete {path})."
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(mine)
+        return
+    raise ConfigError(f"Could not take the lock {path}; another process keeps changing it.")
+
+
+def release_lock(run_dir: Path) -> None:
+    path = Path(run_dir) / LOCK_FILE
+    holder = _read(path)
+    if holder is not None and holder.split(" ")[0] == str(os.getpid()):
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM
+    return True
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -64,24 +144,38 @@ def prepare_run_dir(config: RunConfig, *, writer: bool = True) -> tuple[RunConfi
             )
         if is_finished(run_dir):
             raise ConfigError(f"Run {run_dir} already finished; there is nothing to resume.")
+        if is_diverged(run_dir):
+            raise ConfigError(
+                f"Run {run_dir} diverged (see its {DIVERGED_FILE}) and is never resumed; start "
+                "a new run with a lower --lr."
+            )
         saved = load_run_config(run_dir)
+        if writer:
+            acquire_lock(run_dir)
         return _with_output(saved, run_dir), run_dir, "resumed"
 
     found = find_unfinished(config)
     if found is not None:
         saved = load_run_config(found)
+        if writer:
+            acquire_lock(found)
         return _with_output(config, found, saved.output), found, "found"
 
-    stamp = utc_stamp()
-    name = f"{config.model}-{_slug(config.dataset)}-{stamp}"
-    run_dir = Path(config.run_dir) / name
-    suffix = 1
-    while run_dir.exists():
-        run_dir = Path(config.run_dir) / f"{name}-{suffix}"
-        suffix += 1
+    name = f"{config.model}-{_slug(config.dataset)}-{utc_stamp()}"
+    root = Path(config.run_dir)
+    run_dir, suffix = root / name, 0
+    if writer:
+        root.mkdir(parents=True, exist_ok=True)
+        while True:  # mkdir, not exists(): two runs started in the same second get two names
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                run_dir = root / f"{name}-{suffix}"
+        acquire_lock(run_dir)
     config = _with_output(config, run_dir)
     if writer:
-        run_dir.mkdir(parents=True)
         config.to_json(run_dir / CONFIG_FILE)
         (run_dir / IDENTITY_FILE).write_text(config.identity() + "\n")
     return config, run_dir, "new"
@@ -98,5 +192,24 @@ def _with_output(config: RunConfig, run_dir: Path, output: str | None = None) ->
     return dataclasses.replace(config, output=chosen)
 
 
+def read_json(path: Path) -> dict:
+    """A small JSON record of this module's (an empty one when it is unreadable)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    """Write through a temporary sibling and a rename: a kill never leaves half a file (the
+    run's DONE_FILE marks it finished, so it must be whole or absent)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def mark_diverged(run_dir: Path, epoch: int, loss: float) -> None:
+    """Mark `run_dir` as diverged: never resumed, and named when the command is run again."""
+    write_json(Path(run_dir) / DIVERGED_FILE, {"epoch": epoch, "loss": repr(float(loss))})

@@ -3,11 +3,12 @@
     config = RunConfig(model="alexnet").resolve()
     result = train(config)          # fit, evaluate, plot, export
 
-Single-host runs (one CPU, or MirroredStrategy over local GPUs) use Keras
-`fit` with BackupAndRestore, a best checkpoint, TensorBoard, CSV history,
-TerminateOnNaN and optional early stopping. MultiWorkerMirroredStrategy runs
-through `custom_loop.fit_multi_worker`, because Keras 3 `fit` fails under it
-(keras-team/keras#20585).
+Single-host runs (one CPU, or MirroredStrategy over local GPUs) use Keras `fit`;
+MultiWorkerMirroredStrategy runs through `custom_loop.fit_multi_worker`, because Keras 3 `fit`
+fails under it (keras-team/keras#20585). Both paths end every epoch the same way
+(`run_state.EpochRecorder`: history, best checkpoint, early stopping, and an atomic state from
+which a killed run resumes exactly), and both resume the input stream at the batch where the
+restored epoch starts, so a resumed run is the uninterrupted run (tests/test_resume.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import tensorflow as tf
 
 from keras_cnns import data as data_lib
 from keras_cnns import export as export_lib
-from keras_cnns import reporting
+from keras_cnns import faults, reporting
 from keras_cnns.config import ConfigError, RunConfig
-from keras_cnns.models import build_model
 from keras_cnns.training import run_dir as run_dirs
+from keras_cnns.training import run_state
+from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
+from keras_cnns.training.precision import set_precision
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
 
 
@@ -47,139 +50,44 @@ class TrainResult:
     how: str
 
 
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX), read on Linux."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+class EpochCheckpoint(keras.callbacks.Callback):
+    """`fit`'s end of epoch: stop on a non-finite loss, else hand the epoch to the recorder."""
 
-
-def precision_mode(mode: str) -> str:
-    """"off", "float16" or "bfloat16": what `mode` means here ("auto" picks the fast one).
-
-    "auto" is float16 on a GPU, bfloat16 on a CPU with native bfloat16 instructions (measured:
-    AlexNet@96 trains 1.5x faster than float32 on AVX512_BF16), and float32 otherwise.
-    """
-    if mode != "auto":
-        return mode
-    if tf.config.list_physical_devices("GPU"):
-        return "float16"
-    return "bfloat16" if cpu_has_bfloat16() else "off"
-
-
-def set_precision(mode: str) -> str:
-    """Set the global dtype policy and return its name."""
-    mode = precision_mode(mode)
-    policy = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mode]
-    keras.mixed_precision.set_dtype_policy(policy)
-    return policy
-
-
-def make_model(config: RunConfig, input_shape, num_classes: int) -> keras.Model:
-    model = build_model(
-        config.model, input_shape=input_shape, num_classes=num_classes, **config.model_options()
-    )
-    if keras.mixed_precision.dtype_policy().compute_dtype != "float32":
-        # Softmax and loss in float32: float16 logits lose the small differences that matter.
-        logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(
-            model.output
-        )
-        model = keras.Model(model.input, logits, name=model.name)
-    return model
-
-
-def make_optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    total = config.epochs * steps_per_epoch
-    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
-    if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else config.lr,
-            decay_steps=max(1, total - warmup),
-            alpha=0.0,
-            warmup_target=config.lr if warmup else None,
-            warmup_steps=warmup,
-        )
-    else:
-        lr = config.lr
-    if config.optimizer == "sgd":
-        # Keras SGD has no weight decay of its own; `weight_decay` applies it decoupled.
-        return keras.optimizers.SGD(
-            lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None
-        )
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-
-
-def make_loss(config: RunConfig) -> keras.losses.Loss:
-    return keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config.label_smoothing
-    )
-
-
-def steps_per_execution(config: RunConfig, steps_per_epoch: int, replicas: int = 1) -> int:
-    if keras.backend.backend() == "torch":
-        return 1  # Keras' torch trainer runs one step per call, and raises otherwise
-    if replicas > 1:
-        # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must feed a value
-        # for placeholder tensor", measured over two logical CPUs): one step per call there.
-        return 1
-    if config.steps_per_execution:
-        return min(config.steps_per_execution, steps_per_epoch)
-    # One compiled call per epoch's worth of steps (capped) amortises fit's per-call
-    # overhead; for small models that overhead is most of a step (docs/BENCHMARKS.md).
-    return max(1, min(steps_per_epoch, 50))
-
-
-class _NaNGuard(keras.callbacks.Callback):
-    """TerminateOnNaN that remembers where it stopped, to say so in one sentence."""
-
-    def __init__(self):
+    def __init__(self, recorder: run_state.EpochRecorder):
         super().__init__()
-        self.stopped_at: tuple[int, float] | None = None
+        self.recorder = recorder
         self.epoch = 0
+        self.bad_loss: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        faults.reach("batch")
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = (self.epoch + 1, float(loss))
+            self.bad_loss = float(loss)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_loss is not None:
+            raise run_state.NonFiniteStateError(epoch + 1, self.bad_loss)
+        if self.recorder.end_epoch(epoch, logs or {}, self.model, self.model.optimizer):
             self.model.stop_training = True
 
 
-def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile: bool = True):
-    """The model and optimizer of a run, created in `strategy`'s scope and compiled for `fit`.
+def load_data(config: RunConfig, num_replicas: int = 1, *, start_batch: int = 0):
+    """The source and the train / validation / test pipelines of a run.
 
-    `scripts/benchmark.py` times exactly this, so its numbers are `train.py`'s.
+    The training stream starts at batch `start_batch` of the run's endless stream (a resume).
     """
-    input_shape = (config.image_size, config.image_size, info.channels)
-    with strategy.scope():
-        model = make_model(config, input_shape, info.num_classes)
-        optimizer = make_optimizer(config, steps)
-        if compile:
-            model.compile(
-                optimizer=optimizer,
-                loss=make_loss(config),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                # On torch, jit_compile means torch.compile: untested here, and slow to start.
-                jit_compile=config.jit_compile and keras.backend.backend() != "torch",
-                steps_per_execution=steps_per_execution(
-                    config, steps, strategy.num_replicas_in_sync
-                ),
-            )
-    return model, optimizer
-
-
-def load_data(config: RunConfig, num_replicas: int = 1):
-    """The source and the train / validation / test pipelines of a run."""
     source = data_lib.load_source(config.dataset, config.data_dir)
     # Only the training split shrinks, so every fraction is scored on the same images.
     source = data_lib.subset_training_split(source, config.train_fraction, config.seed)
+    return (source, *pipelines(source, config, num_replicas, start_batch=start_batch))
+
+
+def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: int = 0):
     common = dict(
         image_size=config.image_size,
         batch_size=config.batch_size,
@@ -189,11 +97,12 @@ def load_data(config: RunConfig, num_replicas: int = 1):
         num_replicas=num_replicas,
     )
     train = data_lib.build_pipeline(
-        source, "train", augment=config.augment, repeat=True, shuffle=True, **common
+        source, "train", augment=config.augment, repeat=True, shuffle=True,
+        start_batch=start_batch, **common
     )
     validation = data_lib.build_pipeline(source, "validation", **common)
     test = data_lib.build_pipeline(source, "test", **common)
-    return source, train, validation, test
+    return train, validation, test
 
 
 def train(
@@ -201,6 +110,9 @@ def train(
 ) -> TrainResult:
     """Train `config` (resolved) end to end and return where everything went."""
     config = config.resolve()
+    from keras_cnns.preflight import check_run  # every refusal comes before any file is written
+
+    check_run(config)
     if config.augment not in data_lib.list_augment_policies():
         raise ConfigError(
             f"augment must be one of {', '.join(data_lib.list_augment_policies())}, "
@@ -226,115 +138,147 @@ def train(
 
     if config.output and Path(config.output).exists() and not config.resume:
         raise ConfigError(f"Export path {config.output} already exists; choose another --output.")
-    source, train_ds, val_ds, test_ds = load_data(config, strategy.num_replicas_in_sync)
-    info = source.info
-    if chief:
-        config, run_dir, how = run_dirs.prepare_run_dir(config)
-    else:  # other workers write their copies where nobody reads them
-        config, _, how = run_dirs.prepare_run_dir(config, writer=False)
-        run_dir = Path(tempfile.mkdtemp(prefix="keras_cnns-worker-"))
-    if how != "new":
-        print(f"Resuming the unfinished run in {run_dir} ({how}).", flush=True)
-    if chief and Path(config.output).exists():
-        raise ConfigError(f"Export path {config.output} already exists; choose another --output.")
+    source = data_lib.load_source(config.dataset, config.data_dir)
+    # Only the training split shrinks, so every fraction is scored on the same images.
+    source = data_lib.subset_training_split(source, config.train_fraction, config.seed)
+    diverged = None if config.resume else run_dirs.latest_diverged(config)
+    # Every worker finds the same unfinished run (the run directory must be on a filesystem
+    # they share, as tf.distribute's BackupAndRestore requires); only the chief writes in it.
+    config, run_dir, how = run_dirs.prepare_run_dir(config, writer=chief)
+    try:
+        if how == "new" and diverged is not None:
+            record = run_dirs.read_json(diverged / run_dirs.DIVERGED_FILE)
+            print(f"The last run of this command, {diverged}, diverged in epoch "
+                  f"{record.get('epoch')} (loss {record.get('loss')}); starting a new run.",
+                  flush=True)
+        elif how != "new":
+            print(f"Resuming the unfinished run in {run_dir} ({how}).", flush=True)
+        return _train_in(config, run_dir, how, source, strategy, kind, chief, policy,
+                         verbose=verbose, export=export)
+    finally:
+        if chief:
+            run_dirs.release_lock(run_dir)
 
-    steps = math.ceil(info.split_sizes["train"] / config.batch_size)
+
+def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chief: bool,
+              policy: str, *, verbose, export: bool) -> TrainResult:
+    info = source.info
+    if chief and export and _exported_by_other(Path(config.output), run_dir):
+        raise ConfigError(
+            f"Export path {config.output} already exists; choose another --output.")
+    steps = epoch_steps(config, info.split_sizes["train"], strategy.num_replicas_in_sync,
+                        custom_loop=kind == "multi_worker")
     model, optimizer = build_for_training(
         config, info, steps, strategy, compile=kind != "multi_worker"
     )
+    if kind != "multi_worker":
+        optimizer = model.optimizer  # compile may have wrapped it (float16 loss scaling)
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)  # its variables exist before a restore
+    state = None
+    if how != "new":
+        state, note = run_state.restore(run_dir / run_dirs.BACKUP_DIR, model, optimizer)
+        print(f"{run_dir}: {note}.", flush=True)
+    # Other workers commit their states where nobody reads them (the chief's are restored).
+    backup = run_dir / run_dirs.BACKUP_DIR if chief else Path(tempfile.mkdtemp(
+        prefix="keras_cnns-worker-"))
+    recorder = run_state.EpochRecorder(
+        run_dir, backup, patience=config.early_stopping, chief=chief, state=state)
+    done = recorder.state.epochs_done
+    stopped_early = bool(config.early_stopping) and (
+        recorder.state.epochs_without_gain >= config.early_stopping)
+    train_ds, val_ds, test_ds = pipelines(
+        source, config, strategy.num_replicas_in_sync, start_batch=done * steps)
 
     start = time.perf_counter()
-    if kind == "multi_worker":
-        from keras_cnns.training.custom_loop import fit_multi_worker
-
-        history = fit_multi_worker(
-            model,
-            optimizer,
-            make_loss(config),
-            train_ds,
-            val_ds,
-            config,
-            steps,
-            strategy,
-            run_dir,
-            verbose=verbose,
-        )
-        stopped_at = history.pop("stopped_at", None)
-    else:
-        guard = _NaNGuard()
-        model.fit(
-            train_ds,
-            epochs=config.epochs,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            callbacks=_callbacks(config, run_dir, guard),
-            shuffle=False,  # the pipeline shuffles, seeded
-            verbose=verbose,
-        )
-        stopped_at = guard.stopped_at
-    train_seconds = time.perf_counter() - start
-    if stopped_at is not None:
-        epoch, loss = stopped_at
+    try:
+        if done < config.epochs and not stopped_early:
+            _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds,
+                 run_dir, recorder, verbose)
+    except run_state.NonFiniteStateError as error:
+        if chief:
+            run_dirs.mark_diverged(run_dir, error.epoch, error.loss)
         raise TrainingDivergedError(
-            f"Training stopped in epoch {epoch} because the loss became {loss}; "
+            f"Training stopped in epoch {error.epoch} because the loss became {error.loss}; "
             f"lower --lr (now {config.lr}) or check the data."
-        )
+        ) from None
+    finally:
+        if not chief:
+            shutil.rmtree(backup, ignore_errors=True)
+    train_seconds = time.perf_counter() - start
 
-    best = run_dir / "checkpoints" / "best.weights.h5"
-    if best.exists():
+    best = run_dir / run_state.BEST_FILE
+    if recorder.state.best_epoch is not None:
         model.load_weights(best)
     metrics = evaluate(model, test_ds, info.class_names, config)
+    faults.reach("evaluate")
     metrics.update(
         train_seconds=round(train_seconds, 2),
         dtype_policy=policy,
         replicas=strategy.num_replicas_in_sync,
         strategy=kind,
+        best_epoch=recorder.state.best_epoch,
     )
     export_dir = None
     if chief:
         _write_reports(run_dir, metrics, info.class_names, config)
         if export:
-            export_dir = export_lib.export_model(
-                model,
-                config.output,
-                config=config.to_dict(),
-                source=source,
-                metrics=_public_metrics(metrics),
-                extra={"run_dir": str(run_dir)},
-                onnx=config.onnx,
-            )
+            export_dir = _export(model, config, source, metrics, run_dir)
         # Written last: metrics.json marks the run finished, so a crash before it resumes.
         run_dirs.write_json(run_dir / run_dirs.DONE_FILE, _public_metrics(metrics))
         shutil.rmtree(run_dir / run_dirs.BACKUP_DIR, ignore_errors=True)
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
     return TrainResult(config, run_dir, export_dir, metrics, model, how)
 
 
-def _callbacks(config: RunConfig, run_dir: Path, guard: _NaNGuard) -> list:
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+def _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds, run_dir,
+         recorder, verbose) -> None:
+    if kind == "multi_worker":
+        from keras_cnns.training.custom_loop import fit_multi_worker
+
+        fit_multi_worker(model, optimizer, make_loss(config), train_ds, val_ds, config, steps,
+                         strategy, recorder, initial_epoch=done, verbose=verbose)
+        return
     callbacks = [
-        guard,
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / run_dirs.BACKUP_DIR), delete_checkpoint=False
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.weights.h5"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        EpochCheckpoint(recorder),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
     ]
-    if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=config.early_stopping
-            )
-        )
-    return callbacks
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        initial_epoch=done,
+        steps_per_epoch=steps,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles, seeded
+        verbose=verbose,
+    )
+
+
+def _exported_by_other(output: Path, run_dir: Path) -> bool:
+    """Whether `output` exists and is not the export of `run_dir` (killed after writing it)."""
+    if not output.exists():
+        return False
+    try:
+        return export_lib.read_manifest(output).get("run_dir") != str(run_dir)
+    except export_lib.ExportError:
+        return True
+
+
+def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> Path:
+    """Export, or keep the export this run wrote before it was killed."""
+    output = Path(config.output)
+    if output.exists() and not _exported_by_other(output, run_dir):
+        print(f"Export {output} was already written by this run; keeping it.", flush=True)
+        return output
+    return export_lib.export_model(
+        model,
+        output,
+        config=config.to_dict(),
+        source=source,
+        metrics=_public_metrics(metrics),
+        extra={"run_dir": str(run_dir)},
+        onnx=config.onnx,
+    )
 
 
 def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
