@@ -7,8 +7,7 @@
         back to a Keras model; the architecture comes from W.json, or --like MODEL.keras|EXPORT,
         or --model NAME [--input-shape H W C] [--num-classes K] [--model-kwargs KEY=VALUE ...]
         (channels and classes default to the checkpoint's, the size to 224; so a torchvision
-        checkpoint needs only its name: convert.py alexnet-owt-7be5be79.pth --to keras
-        --model alexnet2012).
+        checkpoint needs only the name of its registry model; README, "Across frameworks").
     convert.py M.keras|W.pt --to export --mean M.. --std S.. --class-names FILE [--output DIR]
         a SavedModel export whose serving_default takes uint8 RGB or grey images of any size and
         applies that normalisation (on the [0, 1] scale), with one class name per line of FILE,

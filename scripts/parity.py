@@ -1,9 +1,10 @@
-"""Print the parity report: `python scripts/parity.py [--model lenet alexnet] [--keras FILE ...]`.
+"""Print the parity report: `python scripts/parity.py [--model NAME ...] [--keras FILE ...]`.
 
 For each model, the max relative logit gap against the TF backend and the time per forward
 batch of: Keras under TensorFlow, JAX and torch (each in a subprocess with KERAS_BACKEND set),
 the PyTorch reference module, and ONNX Runtime on the ONNX export (keras_cnns.measure.parity).
-Registry models are freshly initialised at their recipe's image size (1 channel, 10 classes);
+Registry models (default: every registered one) are freshly initialised at their recipe's image
+size (1 channel, 10 classes);
 `--keras` adds trained models (.keras files or exports). Exit status 0 when every gap is at
 most 1e-5, else 1.
 """
@@ -30,8 +31,9 @@ def main(argv=None) -> int:
     from keras_cnns.measure.parity import PATHS, TOLERANCE
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="*", default=["lenet", "alexnet"],
-                        help="registry models to check, freshly initialised (default: both)")
+    parser.add_argument("--model", nargs="*", default=None,
+                        help="registry models to check, freshly initialised (default: every "
+                        "registered model; --model alone: none)")
     parser.add_argument("--keras", nargs="+", default=[], type=Path, metavar="PATH",
                         help="trained models to check too: .keras files or export directories")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS,
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1:
         parser.error("--batch-size and --repeats must be positive")
-    if not args.model and not args.keras:
+    if args.model == [] and not args.keras:
         parser.error("nothing to check: give --model names or --keras paths")
 
     with user_errors(PROG):

@@ -1,6 +1,6 @@
 """Side-by-side speed of our training path and the PyTorch reference, on this machine.
 
-    python scripts/benchmark.py --model alexnet --image-size 96
+    python scripts/benchmark.py --model NAME --image-size 96
 
 Every case runs in a fresh child process (`python -m keras_cnns.measure.benchmark --case ...`),
 and the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
@@ -228,6 +228,21 @@ def forward_flops(model) -> int:
     return int(total)
 
 
+# Steps per timed epoch: about this many training FLOPs (10 steps of AlexNet at 96 px, batch
+# 128), within [MIN_STEPS, max_steps] so that small models still time many steps.
+EPOCH_FLOPS = 1.2e12
+MIN_STEPS = 10
+
+
+def default_steps(model: str, image_size: int, batch_size: int, max_steps: int = 150) -> int:
+    """Steps per timed epoch for a registry model, from its training FLOPs (not its name)."""
+    from keras_cnns.models import build_model
+
+    net = build_model(model, input_shape=(image_size, image_size, 1), num_classes=10)
+    step_flops = 3 * forward_flops(net) * batch_size
+    return int(min(max_steps, max(MIN_STEPS, round(EPOCH_FLOPS / step_flops))))
+
+
 def run_case(args) -> dict:
     if args.case == "peak":
         result = _case_peak(args)
@@ -293,7 +308,9 @@ def run_all(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="alexnet")
+    from keras_cnns.models import default_model, list_models
+
+    parser.add_argument("--model", default=default_model(), choices=list_models())
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dataset", default="synthetic")
@@ -302,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="steps per timed epoch (default: 20 for alexnet, 200 for lenet)",
+        help=f"steps per timed epoch (default: about {EPOCH_FLOPS:.1e} training FLOPs, "
+        f"{MIN_STEPS} to 150 steps)",
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
     parser.add_argument("--repeats", type=int, default=3)
@@ -319,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.steps is None:
-        args.steps = 10 if args.model == "alexnet" else 150
+        args.steps = default_steps(args.model, args.image_size, args.batch_size)
     if args.case:
         print(json.dumps(run_case(args)), flush=True)
         return 0

@@ -15,7 +15,7 @@ tensorflow path's logits) and the median time of one forward pass of the batch. 
 paths and the reference take the preprocessed float batch; ONNX takes the uint8 images it was
 made from (so its gap includes ONNX's preprocessing) and its time includes the preprocessing.
 
-    rows = run(["lenet", "alexnet"])
+    rows = run(list_models())
     print(format_table(rows))
 
 The backend workers are `python -m keras_cnns.measure.parity --worker CASES OUT` under
@@ -84,7 +84,7 @@ def _export_stats(path: Path) -> tuple[list, list, np.ndarray | None]:
 
 
 def prepare_cases(
-    models: Sequence[str] = ("lenet", "alexnet"),
+    models: Sequence[str] | None = None,
     keras_files: Sequence[str | Path] = (),
     *,
     workdir: str | Path,
@@ -101,6 +101,10 @@ def prepare_cases(
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("The parity report's reference side needs KERAS_BACKEND=tensorflow.")
+    if models is None:
+        from keras_cnns.models import list_models
+
+        models = list_models()
     workdir = Path(workdir)
     rng = np.random.default_rng(seed)
     sources: list[tuple[str, Any, Any, Any, Any, Path | None]] = []
@@ -216,7 +220,7 @@ def onnx_path(case: dict, repeats: int) -> tuple[np.ndarray, float]:
 
 
 def run(
-    models: Sequence[str] = ("lenet", "alexnet"),
+    models: Sequence[str] | None = None,
     keras_files: Sequence[str | Path] = (),
     *,
     paths: Sequence[str] = PATHS,
@@ -237,7 +241,8 @@ def run(
     log = log or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="keras_cnns-parity-") as tmp:
         work = Path(workdir or tmp)
-        log(f"preparing {len(models) + len(keras_files)} model(s), batch {batch_size}")
+        log(f"preparing {len(models or ()) or 'every registered'} model(s) and "
+            f"{len(keras_files)} file(s), batch {batch_size}")
         cases = prepare_cases(models, keras_files, workdir=work, batch_size=batch_size,
                               seed=seed, image_size=image_size)
         results: dict[tuple[str, str], dict] = {}

@@ -1,6 +1,6 @@
 """Where a training step's time goes, op by op, in our path and in the PyTorch reference.
 
-    python scripts/profile_step.py --model alexnet --image-size 96
+    python scripts/profile_step.py --model NAME --image-size 96
 
 Each side runs in its own child process (`python -m keras_cnns.measure.profiling --side`):
 
@@ -246,11 +246,14 @@ def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="profile_step.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="alexnet")
+    from keras_cnns.models import default_model, list_models
+
+    parser.add_argument("--model", default=default_model(), choices=list_models())
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--steps", type=int, help="traced steps (default: 10 alexnet, 100 lenet)")
+    parser.add_argument("--steps", type=int,
+                        help="traced steps (default: from the model's FLOPs, 10 to 100)")
     parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
                         help="PyTorch memory format: nchw (the seed's code) or cl")
     parser.add_argument("--mixed-precision")
@@ -261,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    args.steps = args.steps or (10 if args.model == "alexnet" else 100)
+    if not args.steps:
+        from keras_cnns.measure.benchmark import default_steps
+
+        args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
     # benchmark._config reads these; the profile keeps the recipe's own values.
     args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
     if args.side:
