@@ -107,23 +107,32 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, problems: list[str]) -> list[Path]:
     """Image files under `folder`, recursively, sorted; symlinked folders are not followed,
-    so a link loop cannot recurse forever."""
+    so a link loop cannot recurse forever. A subfolder that cannot be listed is a problem."""
     found = []
-    for root, dirs, files in os.walk(folder):
+
+    def unreadable(error: OSError):
+        problems.append(f"Folder {error.filename} cannot be read ({error.strerror}).")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / name for name in sorted(files) if _is_image(name))
     return found
 
 
-def _folder_items(folder: Path, class_names: list[str]) -> list[Item]:
+def _folder_items(folder: Path, class_names: list[str], problems: list[str]) -> list[Item]:
     """A folder's images; labelled when every subfolder is named after a class (the `folder`
     source's layout), so a classified folder of known images gives an accuracy."""
-    subfolders = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    try:
+        subfolders = [p.name for p in folder.iterdir()
+                      if p.is_dir() and not p.name.startswith(".")]
+    except OSError as error:
+        problems.append(f"Folder {folder} cannot be read ({error.strerror}).")
+        return []
     labelled = bool(subfolders) and set(subfolders) <= set(class_names)
     items = []
-    for path in _walk(folder):
+    for path in _walk(folder, problems):
         relative = path.relative_to(folder).parts
         label = class_names.index(relative[0]) if labelled and len(relative) > 1 else None
         items.append(Item(path, label))
@@ -144,8 +153,9 @@ def collect_images(inputs: Iterable[str | Path], class_names: list[str]):
     for given in map(str, inputs):
         path = Path(given)
         if path.is_dir():
-            found = _folder_items(path, class_names)
-            if not found:
+            known = len(problems)
+            found = _folder_items(path, class_names, problems)
+            if not found and len(problems) == known:
                 problems.append(f"Folder {path} holds no {FORMATS} images.")
             add(found)
         elif path.exists() or path.is_symlink():
@@ -154,7 +164,7 @@ def collect_images(inputs: Iterable[str | Path], class_names: list[str]):
             matches = sorted(glob.glob(given, recursive=True))
             files = [Item(Path(m)) for m in matches if Path(m).is_file() and _is_image(m)]
             folders = [item for m in matches if Path(m).is_dir()
-                       for item in _folder_items(Path(m), class_names)]
+                       for item in _folder_items(Path(m), class_names, problems)]
             if not files and not folders:
                 problems.append(f"Pattern {given} matches no {FORMATS} images.")
             add(files + folders)

@@ -20,6 +20,8 @@ import pytest
 import tensorflow as tf
 from test_predict_verify import PREDICT, make_export, run
 
+from keras_cnns import prediction
+
 spec = importlib.util.spec_from_file_location("predict_script", PREDICT)
 predict_script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(predict_script)
@@ -163,6 +165,26 @@ def test_pixel_limit_is_checked_on_the_header(exported, tmp_path, capsys):
                    "refused as a possible decompression bomb (--max-pixels raises the limit).\n")
     status, out, err = call(exported[1], image, "--max-pixels", "400", capsys=capsys)
     assert status == 0 and out.startswith(f"{image}\n"), err
+
+
+def test_collecting_survives_link_loops_and_names_inputs_without_images(tmp_path):
+    root = tmp_path / "data"
+    good = write_png(root / "class_0" / "a.png", np.zeros((5, 5, 1), np.uint8))
+    (root / "class_0" / "loop.png").symlink_to(root / "class_0" / "loop.png")
+    (root / "class_1").mkdir()
+    (root / "class_1" / "here").symlink_to(".")  # a folder link to its own folder
+    (root / "class_2").symlink_to(root / "class_2")  # a "class folder" linking to itself
+    (tmp_path / "empty").mkdir()
+    inputs = [root, tmp_path / "empty", tmp_path / "none-*.png", tmp_path / "absent.png", good]
+    items, problems = prediction.collect_images(inputs, list(CLASSES))
+    assert items == [prediction.Item(good, 0), prediction.Item(root / "class_0" / "loop.png", 0)]
+    assert problems == [
+        f"Folder {tmp_path / 'empty'} holds no PNG, JPEG, GIF or BMP images.",
+        f"Pattern {tmp_path / 'none-*.png'} matches no PNG, JPEG, GIF or BMP images.",
+        f"Image {tmp_path / 'absent.png'} does not exist.",
+    ]
+    with pytest.raises(prediction.ImageError, match="loop.png is not a PNG, JPEG, GIF or BMP"):
+        prediction.read_image(items[1].path)
 
 
 @pytest.mark.slow
