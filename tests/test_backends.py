@@ -60,7 +60,8 @@ _CHILD = textwrap.dedent(
         shape = (case["size"], case["size"], 1)
         data = np.load(case["arrays"])
         x = data["x"]
-        model = build_model(case["name"], input_shape=shape, num_classes=case["classes"])
+        model = build_model(case["name"], input_shape=shape, num_classes=case["classes"],
+                            **case["options"])
         # The backend's own initialisation, eagerly.
         own = keras.ops.convert_to_numpy(model(x, training=False))
         model.load_weights(case["weights"])
@@ -90,7 +91,9 @@ def tf_cases(tmp_path_factory):
     for name in list_models():
         for size in _sizes(name):
             keras.utils.set_random_seed(size)
-            model = build_model(name, input_shape=(size, size, 1), num_classes=NUM_CLASSES)
+            options = dict(get_model_entry(name).test_options)
+            model = build_model(name, input_shape=(size, size, 1), num_classes=NUM_CLASSES,
+                                **options)
             x = rng.uniform(size=(BATCH, size, size, 1)).astype("float32")
             stem = root / f"{name}_{size}"
             model.save_weights(f"{stem}.weights.h5")
@@ -101,6 +104,7 @@ def tf_cases(tmp_path_factory):
                     "name": name,
                     "size": size,
                     "classes": NUM_CLASSES,
+                    "options": options,
                     "weights": f"{stem}.weights.h5",
                     "arrays": f"{stem}.npz",
                 }
@@ -146,9 +150,10 @@ def test_models_under_backend(backend, tf_cases):
         assert result["predict_gap"] <= RTOL, (where, result)
 
 
-def test_sizes_cover_edge_cases():
+@pytest.mark.parametrize("name", ["alexnet", "alexnet2012"])
+def test_sizes_cover_edge_cases(name):
     # Keep the AlexNet sizes meaningful if the registry's minimum ever moves.
     from keras_cnns.models.alexnet import alexnet_feature_size
 
-    maps = {alexnet_feature_size(size) for size in _sizes("alexnet")}
+    maps = {alexnet_feature_size(size) for size in _sizes(name)}
     assert 1 in maps and max(maps) >= 3
