@@ -155,3 +155,22 @@ def test_debian_fashion_mnist():
     assert x.shape == (10000, 28, 28, 1) and np.bincount(y).tolist() == [1000] * 10
     _, val_y = source.arrays("validation")
     assert np.bincount(val_y).tolist() == [600] * 10
+
+
+def test_gzip_inflating_past_its_header_is_refused_after_one_byte_too_many(tmp_path):
+    images = np.zeros((30, 8, 8), np.uint8)
+    good = write_idx(tmp_path / "good-images-idx3-ubyte", images).read_bytes()
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(good + bytes(64 << 20), compresslevel=1))
+    with pytest.raises(DataError, match="more data than the 1920 bytes its header promises"):
+        read_idx(bomb)
+    np.testing.assert_array_equal(read_idx(tmp_path / "good-images-idx3-ubyte"), images)
+
+
+def test_a_header_promising_more_than_memory_is_refused_unread(tmp_path, monkeypatch):
+    import keras_cnns.preflight
+
+    path = write_idx(tmp_path / "x-images-idx3-ubyte.gz", np.zeros((30, 8, 8), np.uint8))
+    monkeypatch.setattr(keras_cnns.preflight, "machine_memory", lambda: 3000)
+    with pytest.raises(DataError, match=r"promises 1920 bytes .*30 x 8 x 8.* 3000 bytes"):
+        read_idx(path)

@@ -42,9 +42,10 @@ NO_FLIP = frozenset({"digits", "mnist", "kmnist", "emnist", "binarized_mnist", "
                      "omniglot", "idx"})
 FLIP = frozenset({"fashion_mnist", "cifar10", "cifar100"})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-# A data set name, optionally with a TFDS config and version ("emnist/letters:3.0.0"): never a
-# path, so that a name cannot reach outside the data directory ("mnist/../../etc").
-_PLAIN_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+(\.[a-z0-9_]+)*)?(:[0-9][0-9.*]*)?$")
+# A data set name, optionally with a TFDS config and version ("emnist/letters:3.0.0") or a
+# namespace (which tfds_source refuses by name): never a path, so that a name cannot reach
+# outside the data directory ("mnist/../../etc").
+_PLAIN_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+(\.[a-z0-9_]+)*)?(:[a-z0-9_][a-z0-9_.*]*)?$")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
@@ -67,7 +68,7 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
     if not _PLAIN_NAME.match(key):
         raise DataError(
             f"Dataset name {name!r} is not a plain name (letters, digits and underscores, "
-            "optionally /config and :version)."
+            "optionally /config and :version or namespace:name)."
         )
     flip = options.pop("allow_horizontal_flip", None)
     val_frac = float(options.pop("validation_fraction", 0.1))
@@ -266,8 +267,8 @@ def _folder_format(paths, image_size, channels):
                 _check_pixels(path, img.width, img.height)
                 modes.add(img.mode)
                 sizes[img.height, img.width] += 1
-        except Image.DecompressionBombError:  # not an OSError
-            raise DataError(f"{path} is too large to decode (a decompression bomb?).") from None
+        except Image.DecompressionBombError as error:  # not an OSError
+            raise _bomb(path, error) from None
         except (OSError, UnidentifiedImageError):
             raise DataError(f"{path} is not a readable PNG or JPEG image.") from None
     if channels is None:
@@ -284,14 +285,26 @@ def _folder_format(paths, image_size, channels):
 
 
 def _check_pixels(path, width: int, height: int) -> None:
+    """PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse those images too."""
     from PIL import Image
 
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise DataError(
-            f"{path} declares {width}x{height} pixels, more than the {limit} PIL decodes "
-            "safely (a decompression bomb?)."
+            f"{path} declares {width}x{height} = {width * height} pixels, more than the {limit} "
+            "PIL decodes safely (a decompression bomb?)."
         )
+
+
+def _bomb(path, error) -> DataError:
+    from PIL import Image
+
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{found.group(1)} pixels" if found else "more pixels than PIL allows"
+    return DataError(
+        f"{path} declares {pixels}, more than the {Image.MAX_IMAGE_PIXELS} PIL decodes "
+        "safely (a decompression bomb?)."
+    )
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -321,8 +334,8 @@ def _read_image(path, channels, size):
             if (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(img, np.uint8)
-    except Image.DecompressionBombError:  # not an OSError
-        raise DataError(f"{path} is too large to decode (a decompression bomb?).") from None
+    except Image.DecompressionBombError as error:  # not an OSError
+        raise _bomb(path, error) from None
     except OSError:
         raise DataError(f"{path} is not a readable PNG or JPEG image.") from None
     return array[..., None] if channels == 1 else array
