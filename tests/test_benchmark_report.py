@@ -10,6 +10,7 @@ import pytest
 from extras import require
 
 from keras_cnns.measure.benchmark_report import format_table, summarise
+from keras_cnns.models import build_model, get_model_entry, list_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +65,15 @@ def test_benchmark_script_runs_every_kind_of_case(tmp_path):
     assert cases["peak"]["median"] > 0 and set(cases["peak"]["by_probe"]) >= {"tf_gemm", "tf_conv"}
     assert 0 < cases["ours_train"]["of_peak"] < 1 and cases["ours_train"]["precision"] == "float32"
     assert "| ours_train |" in report["table"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_steps_per_epoch_come_from_flops_not_names(name):
+    from keras_cnns.measure.benchmark import EPOCH_FLOPS, MIN_STEPS, default_steps, forward_flops
+
+    size = get_model_entry(name).default_image_size
+    steps = default_steps(name, size, 128)
+    flops = 3 * forward_flops(build_model(name, input_shape=(size, size, 1), num_classes=10))
+    assert steps == min(150, max(MIN_STEPS, round(EPOCH_FLOPS / (flops * 128))))
+    # The former hand-set defaults, now derived: the seed's AlexNet at 96 px, LeNet at 28.
+    assert default_steps("alexnet", 96, 128) == 10 and default_steps("lenet", 28, 128) == 150
