@@ -1,0 +1,460 @@
+"""Ablation: train_fraction subsets, grid files, the runner's skip and failure bookkeeping, the
+claim sentences, and `scripts/ablate.py --preset quick` end to end."""
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from keras_cnns.ablation import grid as grid_lib
+from keras_cnns.ablation import report, runner
+from keras_cnns.ablation.outputs import write_outputs
+from keras_cnns.ablation.results import CellSummary, RunRow, epochs_to_share, read_val_history
+from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.data import load_source, subset_training_split
+from keras_cnns.data.subset import subset_indices, subset_size
+from keras_cnns.training import run_dir as run_dirs
+
+ROOT = Path(__file__).resolve().parent.parent
+ABLATE = [sys.executable, str(ROOT / "scripts" / "ablate.py")]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+# -- train_fraction -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    return load_source("digits")
+
+
+def test_subset_is_stratified_seeded_and_nested(digits):
+    labels = digits.arrays("train")[1]
+    small = subset_indices(labels, 0.05, seed=0)
+    large = subset_indices(labels, 0.25, seed=0)
+    per_class = np.bincount(labels[small], minlength=10)
+    assert per_class.min() >= 1 and per_class.max() - per_class.min() <= 1
+    assert len(large) == subset_size(labels, 0.25)
+    assert set(small) <= set(large)  # more data adds images, never swaps them
+    assert np.array_equal(small, subset_indices(labels, 0.05, seed=0))
+    assert not np.array_equal(small, subset_indices(labels, 0.05, seed=1))
+    assert len(subset_indices(labels[:10], 0.01, seed=0)) == len(np.unique(labels[:10]))
+
+
+def test_subset_changes_the_training_split_only(digits):
+    smaller = subset_training_split(digits, 0.25, seed=3)
+    assert smaller.info.split_sizes["train"] == subset_size(digits.arrays("train")[1], 0.25)
+    for split in ("validation", "test"):
+        assert smaller.arrays(split)[0] is digits.arrays(split)[0]
+        assert smaller.info.split_sizes[split] == digits.info.split_sizes[split]
+    # The whole split's normalisation, so the run is scored as evaluate.py and exports score it.
+    assert (smaller.info.mean, smaller.info.std) == (digits.info.mean, digits.info.std)
+    assert smaller.info.fingerprint != digits.info.fingerprint
+    assert subset_training_split(digits, 1.0, seed=3) is digits
+
+
+def test_train_fraction_is_validated_and_part_of_the_identity():
+    for bad in (0, -0.5, 1.5, "half", float("nan")):
+        with pytest.raises(ConfigError, match="train_fraction"):
+            RunConfig(train_fraction=bad)
+    whole = RunConfig(model="lenet")
+    assert RunConfig(model="lenet", train_fraction=0.5).identity() != whole.identity()
+    assert RunConfig(model="lenet", train_fraction=1).identity() == whole.identity()
+
+
+def test_train_fraction_flag():
+    from keras_cnns.cli import parse_config
+
+    config, _ = parse_config(["--model", "lenet", "--train-fraction", "0.25"])
+    assert config.train_fraction == 0.25
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["--model", "lenet", "--train-fraction", "2"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_the_trainer_trains_on_the_fraction_and_records_it(tmp_path, digits):
+    from keras_cnns.export import read_manifest
+    from keras_cnns.training import train
+
+    config = RunConfig(
+        model="lenet", image_size=16, epochs=1, warmup_epochs=0, train_fraction=0.05,
+        run_dir=str(tmp_path / "runs"), output=str(tmp_path / "export"),
+    )
+    result = train(config, verbose=0)
+    manifest = read_manifest(result.export_dir)
+    assert manifest["config"]["train_fraction"] == 0.05
+    sizes = manifest["dataset"]["split_sizes"]
+    assert sizes["train"] == subset_size(digits.arrays("train")[1], 0.05)
+    assert sizes["test"] == digits.info.split_sizes["test"]
+
+
+# -- grids ----------------------------------------------------------------------------------
+def test_the_built_in_grids():
+    default = grid_lib.load_grid(grid_lib.preset_path("default"))
+    cells = {cell.name: cell for cell in default.cells}
+    classic = cells["lenet-classic"].config
+    assert (classic.model, classic.augment) == ("lenet", "none")
+    assert classic.model_kwargs == {"activation": "sigmoid", "pooling": "avg"}
+    assert cells["alexnet-sigmoid"].config.model_kwargs == {"activation": "sigmoid"}
+    assert cells["alexnet-no-dropout"].config.dropout == 0.0
+    assert cells["alexnet-no-augment"].config.augment == "none"
+    assert cells["alexnet"].config.augment != "none" and cells["alexnet"].config.dropout > 0
+    scale = {(c.data_scale_of, c.config.train_fraction) for c in default.cells if c.data_scale_of}
+    assert scale == {(base, f) for base in ("alexnet", "lenet-modern") for f in (0.05, 0.25)}
+    quick = grid_lib.load_grid(grid_lib.preset_path("quick"))
+    assert {c.config.epochs for c in quick.cells} == {2} and {c.seeds for c in quick.cells} == {1}
+    assert quick.datasets == ["digits"] and not any(c.data_scale_of for c in quick.cells)
+
+
+def test_command_line_choices_apply_to_every_cell():
+    grid = grid_lib.load_grid(
+        grid_lib.preset_path("default"), overrides={"epochs": 4}, seeds=2,
+        cells=["alexnet", "lenet-classic"],
+    )
+    assert [cell.name for cell in grid.cells] == ["lenet-classic", "alexnet"]  # grid order
+    assert {cell.seeds for cell in grid.cells} == {2}
+    alexnet = grid.cell("alexnet").config
+    # The default grid's AlexNet: 2 warmup epochs of 8; at 4 epochs the warmup keeps its share.
+    assert (alexnet.epochs, alexnet.warmup_epochs) == (4, 1.0)
+    assert grid.cell("alexnet").seed_config(1, "x").seed == alexnet.seed + 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"cells": [{"name": "a", "model": "lenet", "activation": "relu"}]},
+         "'activation' is not a RunConfig field"),
+        ({"cells": [{"name": "a", "model": "lenet", "dropout": 2}]}, "cell 'a': dropout"),
+        ({"cells": [{"name": "a", "model": "lenet", "augment": "wild"}]}, "cell 'a': augment"),
+        ({"cells": [{"name": "a", "model": "lenet", "run_dir": "x"}]}, "chosen by ablate.py"),
+        ({"cells": [{"name": "a", "model": "lenet"}, {"name": "a", "model": "lenet"}]},
+         "appears twice"),
+        ({"cells": [{"name": "A b", "model": "lenet"}]}, "needs a name"),
+        ({"cells": [{"name": "a", "model": "lenet", "data_scale_of": "b"}]}, "not a cell"),
+        ({"seeds": 0}, "seeds must be a whole number"),
+        ({"cells": []}, "non-empty list of cells"),
+    ],
+)
+def test_bad_grids_are_one_sentence(tmp_path, change, message):
+    spec = {"name": "mine", "cells": [{"name": "a", "model": "lenet"}], **change}
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ConfigError, match=message) as error:
+        grid_lib.load_grid(path)
+    assert str(error.value).count("\n") == 0
+
+
+def test_unknown_cells_and_presets_are_refused():
+    with pytest.raises(ConfigError, match="no cell 'alexnet-huge'; its cells are: lenet"):
+        grid_lib.load_grid(grid_lib.preset_path("quick"), cells=["alexnet-huge"])
+    with pytest.raises(ConfigError, match="Unknown preset"):
+        grid_lib.preset_path("slow")
+
+
+@pytest.mark.slow
+def test_a_bad_grid_exits_2_and_writes_nothing(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"cells": [{"name": "a", "model": "lenet", "lr": -1}]}))
+    output = tmp_path / "results"
+    done = subprocess.run([*ABLATE, "--grid", str(path), "--output", str(output)],
+                          capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("ablate.py: error: Grid file")
+    assert "lr must be" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not output.exists()
+
+
+# -- the runner, with a stand-in for the trainer --------------------------------------------
+def _accuracy_of(config: RunConfig) -> float:
+    """A made-up but fixed accuracy per config, so reruns read back the same numbers."""
+    digest = hashlib.sha256(config.identity().encode()).digest()
+    return 0.5 + digest[0] / 1000
+
+
+class FakeTrainer:
+    """Writes what `train` writes that the ablation reads; fails for sigmoid AlexNet."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, config, *, verbose=0, export=True):
+        self.calls.append(config)
+        if config.model == "alexnet" and config.model_kwargs.get("activation") == "sigmoid":
+            raise RuntimeError("the loss became nan\nsecond line")
+        run_dir = Path(config.run_dir) / f"{config.model}-{len(self.calls)}"
+        run_dir.mkdir(parents=True)
+        config.to_json(run_dir / run_dirs.CONFIG_FILE)
+        (run_dir / run_dirs.IDENTITY_FILE).write_text(config.identity() + "\n")
+        accuracy = _accuracy_of(config)
+        curve = [accuracy * share for share in (0.5, 0.9, 0.97, 1.0)][: config.epochs]
+        lines = ["epoch,accuracy,loss,val_accuracy"]
+        lines += [f"{e},{v + 0.01},1.0,{v}" for e, v in enumerate(curve)]
+        (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
+        run_dirs.write_json(run_dir / run_dirs.DONE_FILE, {
+            "test_accuracy": accuracy, "train_seconds": 12.5, "strategy": "default",
+            "replicas": 1,
+        })
+        return SimpleNamespace(run_dir=run_dir, model=None,
+                               metrics={"strategy": "default", "replicas": 1})
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    import keras_cnns.training
+
+    trainer = FakeTrainer()
+    monkeypatch.setattr(keras_cnns.training, "train", trainer)
+    monkeypatch.setattr(runner, "measure_train_accuracy",
+                        lambda model, config, source: round(_accuracy_of(config) + 0.02, 6))
+    return trainer
+
+
+def run(grid, output, **kwargs):
+    lines = []
+    rows = runner.run_grid(grid, output, log=lines.append,
+                           on_progress=lambda rows: write_outputs(output, grid, rows), **kwargs)
+    return rows, lines
+
+
+def test_failed_cells_are_reported_and_finished_ones_never_rerun(tmp_path, fake_trainer):
+    grid = grid_lib.load_grid(grid_lib.preset_path("quick"), overrides={"epochs": 3}, seeds=2)
+    output = tmp_path / "results"
+    rows, lines = run(grid, output)
+    assert len(fake_trainer.calls) == 6 + 5  # the failed cell gets no second seed
+    assert len(lines) == 11 and lines[-1].endswith("done")
+    assert "alexnet-sigmoid seed 0: FAILED (RuntimeError: the loss became nan)" in lines[2]
+    table = (output / "report.md").read_text()
+    assert "| failed: RuntimeError: the loss became nan |" in table
+    assert "ReLU against sigmoid: not measured (cell 'alexnet-sigmoid' failed" in table
+    failures = json.loads((output / runner.FAILURES_FILE).read_text())
+    assert [entry["cell"] for entry in failures.values()] == ["alexnet-sigmoid"]
+    csv_lines = (output / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 11 and csv_lines[0].startswith("cell,seed,status,test_accuracy")
+    results = json.loads((output / "results.json").read_text())
+    alexnet = next(c for c in results["cells"] if c["cell"] == "alexnet")
+    assert alexnet["runs"] == 2 and alexnet["epochs_to_95pct_best_val"] == 3
+    assert (output / "ablation.png").stat().st_size > 10_000
+
+    report_before = (output / "report.md").read_bytes()
+    results_before = (output / "results.csv").read_bytes()
+    fake_trainer.calls.clear()
+    _, lines = run(grid, output)
+    assert fake_trainer.calls == []
+    assert all(" earlier): " in line for line in lines) and "(failed earlier)" in lines[2]
+    assert (output / "report.md").read_bytes() == report_before
+    assert (output / "results.csv").read_bytes() == results_before
+
+    run(grid, output, retry_failed=True)
+    assert [c.model_kwargs for c in fake_trainer.calls] == [{"activation": "sigmoid"}]
+
+
+def test_a_run_killed_before_its_sidecar_is_read_back(tmp_path, fake_trainer, monkeypatch):
+    grid = grid_lib.load_grid(grid_lib.preset_path("quick"), cells=["lenet-modern"])
+    output = tmp_path / "results"
+    run(grid, output)
+    (sidecar,) = output.glob("runs/*/ablation.json")
+    sidecar.unlink()
+    rebuilt = []
+    monkeypatch.setattr(runner, "_write_sidecar_afresh",
+                        lambda row, run_dir, source: rebuilt.append(run_dir))
+    run(grid, output)
+    assert rebuilt == [sidecar.parent] and len(fake_trainer.calls) == 1
+
+
+def test_extra_seeds_only_within_the_budget():
+    cell = grid_lib.load_grid(grid_lib.preset_path("default"), cells=["alexnet"]).cells[0]
+    first = RunRow("alexnet", 0, cell.config, 100, 10, status="finished", wall_seconds=599.0)
+    assert runner.seeds_allowed(cell, first, budget_minutes=10) == 3
+    assert runner.seeds_allowed(cell, dataclasses.replace(first, wall_seconds=600.0), 10) == 1
+    assert runner.seeds_allowed(cell, dataclasses.replace(first, wall_seconds=6e4), 0) == 3
+    assert runner.seeds_allowed(cell, dataclasses.replace(first, status="failed"), 10) == 1
+
+
+def test_the_default_output_continues_the_same_grid(tmp_path):
+    grid = grid_lib.load_grid(grid_lib.preset_path("quick"))
+    first, continuing = runner.default_output(grid, tmp_path)
+    assert not continuing and first.name.startswith("ablation-digits-")
+    first.mkdir()
+    run_dirs.write_json(first / runner.GRID_FILE, {"name": "quick", "datasets": ["digits"]})
+    assert runner.default_output(grid, tmp_path) == (first, True)
+    assert runner.default_output(grid, tmp_path, fresh=True)[0] != first
+    other = grid_lib.load_grid(grid_lib.preset_path("default"))
+    assert runner.default_output(other, tmp_path)[1] is False
+
+
+def test_history_reading():
+    assert epochs_to_share([0.1, 0.5, 0.96, 1.0]) == 3
+    assert epochs_to_share([0.8, 0.2, 0.81]) == 1
+    assert epochs_to_share([]) is None
+
+
+def test_a_resumed_history_keeps_one_line_per_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.4\n1,0.6,0.5\n1,0.7,0.6\n2,0.8,0.7\n")
+    assert read_val_history(path) == {"accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.4, 0.6, 0.7]}
+
+
+# -- the sentences --------------------------------------------------------------------------
+def summary(name, accuracy, *, std=0.002, gap=0.01, epochs_to=3, best_val=None, ips=500.0,
+            model=None, fraction=1.0, scale_of=None):
+    return CellSummary(
+        name=name, note="", model=model or name.split("-")[0], train_fraction=fraction,
+        data_scale_of=scale_of, planned_seeds=3, runs=3, failed=[],
+        test_accuracy=(accuracy, std), gap=(gap, 0.002), epochs_to_best_share=epochs_to,
+        best_val_accuracy=best_val if best_val is not None else accuracy + 0.005,
+        images_per_second=ips, wall_seconds=900.0, train_images=54_000, epochs=8,
+        params=1, num_classes=10,
+    )
+
+
+@pytest.fixture
+def cells():
+    made = [
+        summary("lenet-classic", 0.880, gap=0.02, ips=9000),
+        summary("lenet-modern", 0.900, gap=0.03, ips=8000),
+        summary("alexnet-sigmoid", 0.850, epochs_to=7),
+        summary("alexnet-no-dropout", 0.915, gap=0.06),
+        summary("alexnet-no-augment", 0.905, gap=0.04),
+        summary("alexnet", 0.925, gap=0.01, epochs_to=3, ips=450),
+        summary("lenet-modern-5pct", 0.80, fraction=0.05, scale_of="lenet-modern",
+                model="lenet"),
+        summary("alexnet-5pct", 0.79, fraction=0.05, scale_of="alexnet", model="alexnet"),
+    ]
+    return {cell.name: cell for cell in made}
+
+
+def sentences(cells, dataset="fashion_mnist", devices=("CPU",)):
+    return report.claim_sentences(cells, dataset, list(devices))
+
+
+def test_each_claim_sentence_states_its_numbers(cells):
+    lenet, relu, dropout, augment, compute, scale = sentences(cells)
+    assert lenet == (
+        "On fashion_mnist, AlexNet scored 0.925 ± 0.002 against 0.900 ± 0.002 for LeNet-5's "
+        "best (lenet-modern), a difference of +2.5 points, as the seed says: on harder images "
+        "AlexNet pulls ahead."
+    )
+    assert relu.startswith("AlexNet reached 95% of its best validation accuracy in 3 epochs "
+                           "with ReLU against 7 with sigmoid")
+    assert "(+7.5 points), as the seed says." in relu
+    assert dropout.startswith("The train-test gap was 1.0 points with dropout against 6.0 ")
+    assert dropout.endswith("as the seed says: dropout reduced over-fitting.")
+    assert "(+2.0 points)" in augment and "augmentation helped it generalise" in augment
+    assert "AlexNet trained at 450 img/s against LeNet-5's 8,000 (17.8x" in compute
+    assert "on a GPU" in compute
+    assert scale == (
+        "AlexNet's lead over LeNet-5 (lenet-modern) was -1.0 points at 5%, +2.5 points at 100% "
+        "of the training data: it grew with data, as the seed says."
+    )
+
+
+def test_changing_a_number_changes_the_sentence(cells):
+    before = sentences(cells)
+    cells["alexnet-sigmoid"] = summary("alexnet-sigmoid", 0.850, epochs_to=5)
+    assert "against 5 with sigmoid" in sentences(cells)[1] and sentences(cells)[1] != before[1]
+    # Without augmentation now clearly better: the sentence turns against the seed.
+    cells["alexnet-no-augment"] = summary("alexnet-no-augment", 0.945)
+    assert sentences(cells)[3].endswith("augmentation cost accuracy, which goes against the "
+                                        "seed.")
+    # Within the seeds' noise: too close to call.
+    cells["alexnet-no-augment"] = summary("alexnet-no-augment", 0.921, std=0.004)
+    assert "too close to call" in sentences(cells)[3]
+    # A lead that shrinks with data contradicts claim 6.
+    cells["alexnet-5pct"] = summary("alexnet-5pct", 0.84, fraction=0.05, scale_of="alexnet")
+    assert sentences(cells)[5].endswith("it shrank with data, which goes against the seed.")
+
+
+def test_claim_one_reads_differently_on_digits(cells):
+    cells["alexnet"] = summary("alexnet", 0.905)
+    on_digits = sentences(cells, dataset="digits")[0]
+    on_fashion = sentences(cells)[0]
+    assert on_digits.endswith("too small to matter, as the seed says: LeNet is enough for these "
+                              "images.")
+    assert on_fashion.endswith("too close to call, which goes against the seed: LeNet-5 was "
+                               "about as good here.")
+
+
+def test_a_network_stuck_at_chance_is_named_not_compared(cells):
+    cells["alexnet-sigmoid"] = summary("alexnet-sigmoid", 0.10, best_val=0.101, epochs_to=1)
+    relu = sentences(cells)[1]
+    assert "with sigmoid it never left chance (best validation accuracy 0.101" in relu
+    assert relu.endswith("as the seed says.")
+    cells["alexnet"] = summary("alexnet", 0.10, best_val=0.11)
+    assert sentences(cells)[2] == (
+        "alexnet (best validation accuracy 0.110 after 8 epochs) never left chance (0.100), "
+        "so this budget does not test the claim."
+    )
+
+
+def test_missing_cells_are_said_not_guessed(cells):
+    del cells["alexnet-no-dropout"]
+    cells["alexnet-no-augment"] = dataclasses.replace(
+        cells["alexnet-no-augment"], test_accuracy=None, runs=0
+    )
+    _, _, dropout, augment, _, _ = sentences(cells)
+    assert dropout == "Dropout: not measured (the grid has no cell 'alexnet-no-dropout')."
+    assert augment == (
+        "Augmentation: not measured yet (cell 'alexnet-no-augment' has no finished run)."
+    )
+
+
+def test_the_report_is_a_function_of_its_numbers(cells):
+    def render(values):
+        return report.render_report("default", "", ["fashion_mnist"], list(values.values()),
+                                    ["CPU"], ["a machine"], 10)
+
+    text = render(cells)
+    assert text == render(cells)
+    assert text.startswith("# Ablation `default` on fashion_mnist\n\nDevice: CPU. Machine: a "
+                           "machine.")
+    assert "| alexnet |  | 3 | 0.9250 ± 0.0020 | +1.0 ± 0.2 | 3 | 15.0 | 450 | 1 |" in text
+    assert text.count("\n1. ") == 1 and "\n6. *Data scale" in text
+
+
+# -- end to end -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_quick_preset_end_to_end_and_rerun(tmp_path):
+    output = tmp_path / "quick"
+    command = [*ABLATE, "--preset", "quick", "--output", str(output)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env(), cwd=tmp_path,
+                           timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
+    assert len(progress) == 6 and progress[-1].endswith("; done")
+    for name in ("results.csv", "results.json", "report.md", "ablation.png"):
+        assert (output / name).stat().st_size > 0
+    results = json.loads((output / "results.json").read_text())
+    assert [row["cell"] for row in results["runs"]] == [
+        "lenet-classic", "lenet-modern", "alexnet-sigmoid", "alexnet-no-dropout",
+        "alexnet-no-augment", "alexnet",
+    ]
+    for row in results["runs"]:
+        assert row["status"] == "finished" and row["epochs_run"] == 2
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_images"] == 1259
+        assert row["params"] in (61_706, 5_303_498) and row["train_images_per_s"] > 0
+        history = output / row["run_dir"] / "history.csv"
+        curve = read_val_history(history)["val_accuracy"]
+        assert [round(v, 4) for v in curve] == row["val_accuracy_per_epoch"]
+    text = (output / "report.md").read_text()
+    assert "Device: CPU" in text and text.count("\n| ") == 6 + 1
+    claims = [line for line in text.splitlines() if line[:2] in {f"{n}." for n in range(1, 7)}]
+    assert len(claims) == 6
+
+    before = {name: (output / name).read_bytes() for name in ("report.md", "results.csv")}
+    run_dirs_before = sorted(p.name for p in (output / "runs").iterdir())
+    second = subprocess.run(command, capture_output=True, text=True, env=env(), cwd=tmp_path,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("(finished earlier)") == 6
+    assert sorted(p.name for p in (output / "runs").iterdir()) == run_dirs_before
+    assert {name: (output / name).read_bytes() for name in before} == before
