@@ -117,14 +117,14 @@ def test_the_built_in_grids():
 
 def test_command_line_choices_apply_to_every_cell():
     grid = grid_lib.load_grid(
-        grid_lib.preset_path("default"), overrides={"epochs": 4}, seeds=2,
+        grid_lib.preset_path("default"), overrides={"epochs": 3}, seeds=2,
         cells=["alexnet", "lenet-classic"],
     )
     assert [cell.name for cell in grid.cells] == ["lenet-classic", "alexnet"]  # grid order
     assert {cell.seeds for cell in grid.cells} == {2}
     alexnet = grid.cell("alexnet").config
-    # The default grid's AlexNet: 2 warmup epochs of 8; at 4 epochs the warmup keeps its share.
-    assert (alexnet.epochs, alexnet.warmup_epochs) == (4, 1.0)
+    # The default grid's AlexNet: 2 warmup epochs of 6; at 3 epochs the warmup keeps its share.
+    assert (alexnet.epochs, alexnet.warmup_epochs) == (3, 1.0)
     assert grid.cell("alexnet").seed_config(1, "x").seed == alexnet.seed + 1
 
 
