@@ -175,6 +175,8 @@ CASES = [
          "random there, hyperband here", "other_search"),
     Case("T07", "tune", TUNE + "--directory {tmp}/t --model-kwargs activation=nope", 2,
          "'nope'"),
+    Case("new_tune_widest", "tune", TUNE + "--space {fx}/space/wide.json --directory {tmp}/t", 2,
+         "width 100000.0"),
     Case("new_tune_epochs", "tune", TUNE.replace("--epochs 1", "--epochs 1000000") +
          "--directory {tmp}/t", 2, "got 1000000"),
     *[
@@ -288,6 +290,7 @@ SPACES = {
     "step0": {"dropout": {"min": 0.0, "max": 0.5, "step": 0}},
     "strmin": {"dropout": {"min": "a", "max": 0.5}},
     "w": {"width": {"choices": [0.5, 1.0]}},
+    "wide": {"width": {"choices": [1.0, 100000.0]}},
 }
 IMAGES, LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 

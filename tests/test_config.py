@@ -139,3 +139,32 @@ def test_auto_precision_is_the_fast_one_this_machine_has(monkeypatch, gpu, bfloa
     assert precision.precision_mode("auto") == expected
     for explicit in ("off", "float16", "bfloat16"):
         assert precision.precision_mode(explicit) == explicit
+
+
+def test_preflight_counts_what_the_built_model_holds_without_allocating_it():
+    from keras.src.backend.common import global_state
+
+    from keras_cnns.models import build_model
+    from keras_cnns.preflight import ESTIMATE_CHANNELS, ESTIMATE_CLASSES, estimate_memory
+
+    pending = len(global_state.get_global_attribute("uninitialized_variables", [], True))
+    for model, size in (("lenet", 28), ("alexnet", 64)):
+        estimate = estimate_memory(RunConfig(model=model, width=0.5).resolve())
+        built = build_model(model, input_shape=(size, size, ESTIMATE_CHANNELS),
+                            num_classes=ESTIMATE_CLASSES, width=0.5)
+        assert estimate.parameters == built.count_params()
+        assert estimate.activations_per_image > size * size * ESTIMATE_CHANNELS
+    assert len(global_state.get_global_attribute("uninitialized_variables", [], True)) == pending
+
+
+def test_preflight_refuses_a_run_larger_than_memory_with_its_estimate(monkeypatch, tmp_path):
+    import keras_cnns.preflight as preflight
+
+    config = RunConfig(model="lenet", run_dir=str(tmp_path / "runs"), output=str(tmp_path / "o"))
+    needed = preflight.check_run(config).bytes
+    monkeypatch.setattr(preflight, "machine_memory", lambda: needed - 1)
+    with pytest.raises(ConfigError, match=r"needs about .* more than this machine's"):
+        preflight.check_run(config)
+    monkeypatch.setattr(preflight, "machine_memory", lambda: needed)
+    preflight.check_run(config)
+    assert not any(tmp_path.iterdir())  # the probes left nothing behind

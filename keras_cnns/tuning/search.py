@@ -237,6 +237,9 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     # validates, like any RunConfig; search.json records the trials' warmup
     config = dataclasses.replace(training, epochs=epochs, warmup_epochs=warmup)
     check_run(config, write_places=False)
+    widths = [v for param in space.params if param.name == "width" for v in param.values]
+    if widths and max(widths) > (config.width or 1.0):  # the widest trial must fit as well
+        check_run(dataclasses.replace(config, width=float(max(widths))), write_places=False)
     check_writable_dir(directory, "--directory")
     if tuner not in TUNERS:
         raise ConfigError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}.")
