@@ -46,6 +46,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_cnns.cli import HELP
+
     parser = _OneLineParser(
         prog="ablate.py",
         description=__doc__.split("\n\n")[1],
@@ -82,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     overrides = parser.add_argument_group("applied to every cell (RunConfig fields)")
     for name, kind in _CELL_OVERRIDES.items():
         flag = "--" + name.replace("_", "-")
+        text = HELP[name] + " (default: the grid's)"
         if kind is bool:
-            overrides.add_argument(flag, action=argparse.BooleanOptionalAction)
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif name == "mixed_precision":  # as in train.py: alone, it means auto
+            overrides.add_argument(flag, nargs="?", const="auto", metavar="MODE", help=text)
         else:
-            overrides.add_argument(flag, type=kind, metavar=name.upper())
+            overrides.add_argument(flag, type=kind, metavar=name.upper(), help=text)
     return parser
 
 
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
             output, continuing = default_output(grid, fresh=given.get("fresh", False))
         print(
             f"Ablation '{grid.name}': {len(grid.cells)} cells on {', '.join(grid.datasets)}; "
-            f"{'continuing' if continuing else 'writing'} {output}",
+            f"{'continuing' if continuing else 'results will go to'} {output}",
             flush=True,
         )
         rows = run_grid(
