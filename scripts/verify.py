@@ -281,8 +281,10 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
         print(lines[-1], flush=True)
 
     manifest = read_manifest(export)
-    ok("manifest", f"format {manifest['format_version']}, "
-       f"{manifest.get('config', {}).get('model')} on {manifest.get('dataset', {}).get('name')}")
+    config, dataset = manifest.get("config"), manifest.get("dataset")
+    model = config.get("model") if isinstance(config, dict) else None
+    name = dataset.get("name") if isinstance(dataset, dict) else None
+    ok("manifest", f"format {manifest['format_version']}, {model} on {name}")
     ok("files", check_files(export, manifest["files"]))
     tf = import_tensorflow()
     try:
