@@ -29,10 +29,13 @@ def test_wheel_ships_the_search_spaces(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("keras_cnns-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    spaces = sorted((ROOT / "keras_cnns" / "tuning" / "spaces").glob("*.json"))
-    assert {path.stem for path in spaces} >= {"lenet", "alexnet"}
-    for path in spaces:
-        assert f"keras_cnns/tuning/spaces/{path.name}" in names, sorted(names)
+    # Every data file of the package (search spaces, ablation grids, ...) is in the wheel.
+    package_data = sorted(path.relative_to(ROOT).as_posix()
+                          for path in (ROOT / "keras_cnns").rglob("*")
+                          if path.is_file() and path.suffix not in (".py", ".pyc")
+                          and "__pycache__" not in path.parts)
+    assert "keras_cnns/tuning/spaces/lenet.json" in package_data
+    assert [name for name in package_data if name not in names] == []
     assert "keras_cnns/tuning/space.py" in names
     assert not any(name.startswith(("tests/", "scripts/", "tuning/")) for name in names)
 

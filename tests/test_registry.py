@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from extras import require
 
 from keras_cnns.models import default_model, get_model_entry, list_models
 
@@ -78,7 +79,7 @@ def test_every_model_has_what_the_tools_need():
 
 def test_a_registered_model_reaches_the_converters():
     """Register a new architecture at run time; the reference spec and layer map follow."""
-    pytest.importorskip("torch")
+    require("torch")
     from keras_cnns.models import ModelEntry, build_model, register_model
     from keras_cnns.models.registry import _REGISTRY
     from keras_cnns.reference import reference_spec
