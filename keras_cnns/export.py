@@ -59,6 +59,7 @@ from keras_cnns.saved_model import (  # noqa: F401
     load_serving,
     model_input_shape,
     run_serving,
+    save_keras_file,
     serving_function,
     write_in_tensorflow,
     write_saved_model,
@@ -258,9 +259,9 @@ def export_model(
         onnx_file = tmp_dir / ONNX_FILE if onnx else None
         if keras.backend.backend() in ("tensorflow", "jax"):
             write_saved_model(model, tmp_dir, mean=info.mean, std=info.std)
-            model.save(tmp_dir / MODEL_FILE)
+            save_keras_file(model, tmp_dir / MODEL_FILE)
         else:  # one TensorFlow subprocess writes both from model.keras
-            model.save(tmp_dir / MODEL_FILE)
+            save_keras_file(model, tmp_dir / MODEL_FILE)
             write_in_tensorflow(tmp_dir / MODEL_FILE, saved_model=tmp_dir, onnx=onnx_file,
                                 mean=info.mean, std=info.std)
         if onnx_file is not None and not onnx_file.exists():

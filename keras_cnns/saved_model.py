@@ -34,6 +34,42 @@ def model_input_shape(model) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
+def save_keras_file(model, path: str | Path) -> None:
+    """`model` as a `.keras` file without optimizer state, the same bytes for the same model.
+
+    The optimizer's slots tripled AlexNet's file (63.7 MB for 21 MB of weights) and are of no
+    use to an export: resuming lives in the run directory. Keras stamps the save time into
+    `metadata.json` and the weights' zip entry; both are dropped, so two identical models give
+    byte-identical files.
+    """
+    import json
+    import zipfile
+
+    import keras
+
+    lean = model
+    if getattr(model, "optimizer", None) is not None:
+        lean = keras.models.clone_model(model)
+        lean.set_weights(model.get_weights())
+    path = Path(path)
+    raw = path.with_name(f".raw-{path.name}")
+    lean.save(raw)
+    try:
+        with zipfile.ZipFile(raw) as source, zipfile.ZipFile(path, "w") as target:
+            for name in sorted(source.namelist()):
+                data = source.read(name)
+                if name == "metadata.json":
+                    metadata = json.loads(data)
+                    metadata.pop("date_saved", None)
+                    data = json.dumps(metadata, sort_keys=True).encode()
+                entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                entry.external_attr = 0o644 << 16
+                target.writestr(entry, data)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
 def serving_function(model_call, input_shape, *, mean, std, logits: bool = False):
     """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}` (+ "logits").
 
@@ -89,47 +125,169 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
 
         with tempfile.TemporaryDirectory(prefix="keras_cnns-export-") as tmp:
             keras_file = Path(tmp) / MODEL_FILE
-            model.save(keras_file)
+            save_keras_file(model, keras_file)
             write_in_tensorflow(keras_file, saved_model=path, mean=mean, std=std)
         return
 
-    archive = keras.export.ExportArchive()
     serve_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")
+    images_spec = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
     if backend == "tensorflow":
         def serve(inputs):
             return tf.cast(model(inputs, training=False), tf.float32)
 
-        # No archive.track(model): the endpoints capture the variables already, and tracking
-        # them too would store every weight twice (Keras's variables and the tf.Variables
-        # inside them).
-        model_call = serve
-    else:
-        def serve(inputs):
-            return keras.ops.cast(model(inputs, training=False), "float32")
+        serving_default = serving_function(serve, (height, width, channels), mean=mean, std=std)
+        _save_canonical(path, {
+            "serving_default": tf.function(serving_default, input_signature=[images_spec],
+                                           autograph=False),
+            "serve": tf.function(serve, input_signature=[serve_spec], autograph=False),
+        })
+        return
 
-        # JAX: the archive holds tf.Variable copies of the weights (track) and converts the
-        # model call with jax2tf; serving_default's TensorFlow preprocessing then calls that
-        # converted endpoint, so both signatures share one copy of the weights. jax2tf
-        # serialises StableHLO for the listed platforms only (by default, the exporting one):
-        # CPU and CUDA, so that an export made on either can serve on both (CPU serving is
-        # tested; CUDA serving is not, for want of a TensorFlow GPU build here).
-        archive.track(model)
-        model_call = archive.add_endpoint(
-            "serve", serve, input_signature=[serve_spec],
-            jax2tf_kwargs={"native_serialization_platforms": ("cpu", "cuda")},
-        )
+    archive = keras.export.ExportArchive()
+
+    def serve_jax(inputs):
+        return keras.ops.cast(model(inputs, training=False), "float32")
+
+    # JAX: the archive holds tf.Variable copies of the weights (track) and converts the
+    # model call with jax2tf; serving_default's TensorFlow preprocessing then calls that
+    # converted endpoint, so both signatures share one copy of the weights. jax2tf
+    # serialises StableHLO for the listed platforms only (by default, the exporting one):
+    # CPU and CUDA, so that an export made on either can serve on both (CPU serving is
+    # tested; CUDA serving is not, for want of a TensorFlow GPU build here).
+    archive.track(model)
+    model_call = archive.add_endpoint(
+        "serve", serve_jax, input_signature=[serve_spec],
+        jax2tf_kwargs={"native_serialization_platforms": ("cpu", "cuda")},
+    )
     serving_default = serving_function(model_call, (height, width, channels), mean=mean, std=std)
-    images_spec = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
-    if backend == "tensorflow":
-        archive.add_endpoint("serving_default", serving_default, input_signature=[images_spec])
-        archive.add_endpoint("serve", serve, input_signature=[serve_spec])
-    else:
-        # A traced tf.function is added as it is, not converted again.
-        serving_default = tf.function(serving_default, input_signature=[images_spec],
-                                      autograph=False)
-        serving_default.get_concrete_function()
-        archive.add_endpoint("serving_default", serving_default)
+    # A traced tf.function is added as it is, not converted again.
+    serving_default = tf.function(serving_default, input_signature=[images_spec],
+                                  autograph=False)
+    serving_default.get_concrete_function()
+    archive.add_endpoint("serving_default", serving_default)
     archive.write_out(str(path), verbose=False)
+
+
+def _save_canonical(path, endpoints: dict) -> None:
+    """`tf.saved_model.save` of `endpoints` (tf.functions), the same bytes for the same model.
+
+    Keras' ExportArchive tracks the variables the endpoints capture in an order that follows
+    their id() hashes, so two identical models (two identical deterministic runs) wrote
+    different `variables.*` and `saved_model.pb` bytes; here they are tracked sorted by name.
+    No weight is stored twice: only the captured tf.Variables are tracked, not Keras's wrappers.
+    fingerprint.pb's random `uuid` becomes one derived from the fingerprint's content hashes.
+    """
+    import tensorflow as tf
+
+    concrete = {name: fn.get_concrete_function() for name, fn in endpoints.items()}
+    captured = {}
+    for function in concrete.values():
+        for variable in function.variables:
+            captured.setdefault(id(variable), variable)
+    variables = sorted(captured.values(), key=lambda v: (v.name, tuple(v.shape)))
+    if len({v.name for v in variables}) != len(variables):
+        raise ExportError("The model has two variables of one name; name its layers uniquely.")
+    module = tf.Module()
+    module.captured_variables = variables
+    for name, function in endpoints.items():
+        setattr(module, name, function)
+    tf.saved_model.save(module, str(path), signatures=concrete)
+    _canonical_function_names(Path(path))
+    _canonical_fingerprint(Path(path))
+
+
+def _canonical_function_names(path: Path) -> None:
+    """Number the graph's functions by their order, not by the process-wide trace counter.
+
+    TensorFlow names a traced function `<name>_<uid>` with a counter shared by everything the
+    process traced before (a training run traces hundreds), so the same export written after
+    another history got other names; the names are rewritten to `<name>_<rank>`, everywhere
+    they occur (function library, call attributes, the object graph's maps), and the library is
+    sorted by name.
+    """
+    import re
+
+    from google.protobuf.descriptor import FieldDescriptor
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    file = path / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(file.read_bytes())
+    names = [function.signature.name for meta in saved.meta_graphs
+             for function in meta.graph_def.library.function]
+    numbered = [(int(m.group(2)), m.group(1), name) for name in names
+                if (m := re.fullmatch(r"(.*)_(\d+)", name))]
+    renamed = {name: f"{stem}_{rank}" for rank, (_, stem, name) in enumerate(sorted(numbered))}
+    # Captured variables' placeholders are also named by that counter ("_user_specified_name").
+    from google.protobuf import text_format
+
+    counters = re.findall(r'key: "_user_specified_name"\s+value \{\s+s: "(\d+)"',
+                          text_format.MessageToString(saved))
+    placeholders = {str(n).encode(): f"captured_{rank}".encode()
+                    for rank, n in enumerate(sorted(set(map(int, counters))))}
+
+    def repeated(field) -> bool:  # `label` is gone from newer protobuf runtimes
+        if hasattr(field, "is_repeated"):
+            return field.is_repeated
+        return field.label == FieldDescriptor.LABEL_REPEATED
+
+    def rewrite(message) -> None:
+        for field, value in message.ListFields():
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                entries = dict(value)
+                if field.message_type.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING:
+                    value.clear()
+                    for key, item in entries.items():
+                        target = value[renamed.get(key, key)]
+                        if hasattr(item, "CopyFrom"):
+                            target.CopyFrom(item)
+                            rewrite(target)
+                            if key == "_user_specified_name" and target.s in placeholders:
+                                target.s = placeholders[target.s]
+                        else:
+                            value[renamed.get(key, key)] = item
+                else:
+                    for item in value.values():
+                        if hasattr(item, "ListFields"):
+                            rewrite(item)
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                for item in (value if repeated(field) else [value]):
+                    rewrite(item)
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                if repeated(field):
+                    value[:] = [renamed.get(v, v) for v in value]
+                elif value in renamed:
+                    setattr(message, field.name, renamed[value])
+
+    rewrite(saved)
+    for meta in saved.meta_graphs:  # and listed in name order, not in the order of tracing
+        library = meta.graph_def.library
+        functions = sorted((type(f).FromString(f.SerializeToString()) for f in library.function),
+                           key=lambda function: function.signature.name)
+        del library.function[:]
+        library.function.extend(functions)
+    file.write_bytes(saved.SerializeToString(deterministic=True))
+
+
+def _canonical_fingerprint(path: Path) -> None:
+    import hashlib
+
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    file = path / "fingerprint.pb"
+    if not file.exists():
+        return
+    fingerprint = fingerprint_pb2.FingerprintDef()
+    try:  # the checksums of the rewritten saved_model.pb, as TensorFlow computes them
+        from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+        fingerprint.ParseFromString(fingerprinting.CreateFingerprintDef(str(path)))
+    except (ImportError, AttributeError):
+        fingerprint.ParseFromString(file.read_bytes())
+    fingerprint.ClearField("uuid")
+    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
+    fingerprint.uuid = str(int.from_bytes(digest[:16], "big"))
+    file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
 def write_in_tensorflow(keras_file: str | Path, *, saved_model: str | Path | None = None,
