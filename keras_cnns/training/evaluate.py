@@ -82,6 +82,8 @@ def confusion_path(path: str | Path, split: str, chosen: str | Path | None = Non
     Refuses a place inside an export or one that cannot be written, before any scoring.
     """
     path = Path(path)
+    if not is_export(path) and not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is neither a run directory nor an export.")
     if chosen is not None:
         png = Path(chosen)
         if str(chosen).strip() == "" or png.is_dir():
