@@ -49,7 +49,7 @@ def quiet_tensorflow() -> None:
 
 
 # By name, so that importing this module stays free of TensorFlow.
-_USER_ERRORS = {"DataError", "ExportError", "TrainingDivergedError", "TuningError"}
+_USER_ERRORS = {"DataError", "ExportError", "StorageError", "TrainingDivergedError", "TuningError"}
 
 
 @contextmanager

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     config, args = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
     with user_errors("train.py"):
         from keras_cnns.export import read_manifest
-        from keras_cnns.reproduce import compare, recorded_manifest
+        from keras_cnns.reproduce import judge, recorded_manifest
         from keras_cnns.training import train
 
         reference = recorded_manifest(getattr(args, "config", None))
@@ -37,9 +37,10 @@ def main(argv=None) -> int:
         print(f"run directory  {result.run_dir}")
         print(f"export         {result.export_dir}")
         if reference is not None and result.export_dir is not None:
-            matches, verdict = compare(reference, read_manifest(result.export_dir))
+            status, verdict = judge(reference, result.config.to_dict(),
+                                    read_manifest(result.export_dir))
             print(f"reproduction   {verdict}")
-            return 0 if matches else 1
+            return status
     return 0
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_cnns.machine import cpu_facts
+
 
 def cpu_has_bfloat16() -> bool:
     """Whether this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX), read on Linux."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    _, isa = cpu_facts()
+    return "avx512_bf16" in isa or "amx_bf16" in isa
 
 
 def precision_mode(mode: str) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import errno
 import json
 import os
 import socket
 from pathlib import Path
 
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.machine import process_alive
 
 CONFIG_FILE = "config.json"
 IDENTITY_FILE = "identity.txt"
@@ -94,7 +94,7 @@ def acquire_lock(run_dir: Path) -> None:
             if holder is None:
                 continue  # released meanwhile
             pid, _, host = holder.partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             raise ConfigError(
@@ -112,14 +112,6 @@ def release_lock(run_dir: Path) -> None:
     holder = _read(path)
     if holder is not None and holder.split(" ")[0] == str(os.getpid()):
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as error:
-        return error.errno == errno.EPERM
-    return True
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

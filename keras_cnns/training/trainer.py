@@ -14,6 +14,7 @@ restored epoch starts, so a resumed run is the uninterrupted run (tests/test_res
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import shutil
 import tempfile
@@ -38,6 +39,10 @@ from keras_cnns.training.strategy import backend_note, check_global_batch, is_ch
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message says when and what to try."""
+
+
+class StorageError(RuntimeError):
+    """The run directory could not be written (a full disk); the message says what to do."""
 
 
 @dataclasses.dataclass
@@ -195,6 +200,13 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
         if done < config.epochs and not stopped_early:
             _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds,
                  run_dir, recorder, verbose)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageError(
+            f"The disk filled up while saving the state of {run_dir}; free some space and run "
+            "the same command again: it resumes from the last complete epoch."
+        ) from None
     except run_state.NonFiniteStateError as error:
         if chief:
             run_dirs.mark_diverged(run_dir, error.epoch, error.loss)
