@@ -53,7 +53,12 @@ def default_output(
             continue
     if candidates:
         return max(candidates, key=lambda path: path.name), True
-    return Path(root) / f"ablation-{slug}-{run_dirs.utc_stamp()}", False
+    fresh_dir = Path(root) / f"ablation-{slug}-{run_dirs.utc_stamp()}"
+    suffix = 1
+    while fresh_dir.exists():  # two grids started in the same second
+        fresh_dir = fresh_dir.with_name(f"{fresh_dir.name.rsplit('+', 1)[0]}+{suffix}")
+        suffix += 1
+    return fresh_dir, False
 
 
 def _grid_key(grid: Grid) -> list:
@@ -287,7 +292,7 @@ class _Clock:
 
     def report(self, row: RunRow, *, earlier: bool) -> None:
         self.count += 1
-        total = self.count + len(self._remaining())
+        total = len(self._planned())
         if row.status == "finished":
             result = (
                 f"test {row.test_accuracy:.4f}, gap {_points(row.gap)}, "
@@ -296,27 +301,32 @@ class _Clock:
             )
         else:
             result = f"FAILED ({row.error})"
-        when = " (finished earlier)" if earlier else ""
+        outcome = "finished" if row.status == "finished" else "failed"
+        when = f" ({outcome} earlier)" if earlier else ""
         self.log(
             f"[{self.count}/{total}] {row.cell} seed {row.seed}{when}: {result}; "
             f"{self._time_left()}"
         )
 
-    def _remaining(self) -> list[RunRow]:
-        """Rows still to run: pending first seeds, and the extra seeds they will probably get."""
-        pending = []
+    def _planned(self) -> list[RunRow]:
+        """Every row the grid will visit: first seeds, the extra seeds of the cells whose first
+        run fit the budget, and of pending cells those that probably will."""
+        planned = []
         for cell in self.grid.cells:
             first, *extra = self.rows[cell.name]
+            planned.append(first)
             if first.status == "pending":
-                pending.append(first)
                 guess = self._estimate(first)
                 budget = self.grid.seed_budget_minutes * 60
                 if guess is not None and (not budget or guess < budget):
-                    pending.extend(extra)
+                    planned.extend(extra)
             else:
                 allowed = seeds_allowed(cell, first, self.grid.seed_budget_minutes)
-                pending.extend(r for r in extra[: allowed - 1] if r.status == "pending")
-        return pending
+                planned.extend(extra[: allowed - 1])
+        return planned
+
+    def _remaining(self) -> list[RunRow]:
+        return [row for row in self._planned() if row.status == "pending"]
 
     def _estimate(self, row: RunRow) -> float | None:
         """Seconds for `row`, from finished runs of the same model, input size and batch."""
