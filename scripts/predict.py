@@ -42,7 +42,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export", type=Path, help="the export directory")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (recursive) or quoted glob patterns")

@@ -31,7 +31,8 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv):
     from keras_cnns.data import list_augment_policies
 
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True,
                         help="a source name: digits, fashion_mnist, folder, synthetic, ...")
     parser.add_argument("--data-dir", help="where the data set's files are")
