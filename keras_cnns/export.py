@@ -212,3 +212,169 @@ def remove_stale_exports(parent: Path) -> list[Path]:
             print(f"Removed {path}, the unfinished export of process {match.group(1)}, which "
                   "no longer runs.", flush=True)
     return removed
+
+
+def read_manifest(export_dir: str | Path) -> dict[str, Any]:
+    path = Path(export_dir) / MANIFEST_FILE
+    if not Path(export_dir).is_dir():
+        raise ExportError(f"Export {export_dir} does not exist.")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"Export {export_dir} has no {MANIFEST_FILE}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ExportError(f"The manifest of export {export_dir} is not valid JSON.") from None
+
+
+# -- the SavedModel -----------------------------------------------------------------------------
+
+def score(probabilities, classes, labels, label_smoothing: float = 0.0) -> dict[str, Any]:
+    """Accuracy of `classes` and mean cross-entropy of `probabilities` against `labels`.
+
+    scripts/verify.py repeats this computation (it may not import keras_cnns): keep them equal.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probabilities.shape[-1]
+    targets = np.full(probabilities.shape, label_smoothing / num_classes, dtype=np.float64)
+    targets[np.arange(len(labels)), labels] += 1.0 - label_smoothing
+    clipped = np.clip(probabilities.astype(np.float64), LOSS_EPSILON, 1.0)
+    correct = int(np.sum(classes == labels))
+    return {
+        "test_accuracy": correct / len(labels),
+        "test_loss": float(np.mean(-np.sum(targets * np.log(clipped), axis=-1))),
+        "test_correct": correct,
+        "test_examples": len(labels),
+    }
+
+
+def content_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of a split's shapes, pixels and labels (verify.py checks `--data` against it)."""
+    digest = hashlib.sha256(f"{images.shape}:{labels.shape};".encode())
+    digest.update(np.ascontiguousarray(images, dtype=np.uint8).data)
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").data)
+    return digest.hexdigest()
+
+
+def golden_indices(labels, count: int = GOLDEN_SIZE) -> np.ndarray:
+    """A fixed stratified probe: each class's first test image, then each one's second, ...
+
+    Depends only on the labels, so every export of a dataset probes the same images.
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for cls in np.unique(labels):
+        where = np.flatnonzero(labels == cls)
+        rank[where] = np.arange(len(where))
+    return np.sort(np.lexsort((labels, rank))[:count])
+
+
+# -- the whole export ---------------------------------------------------------------------------
+
+def export_model(
+    model, output: str | Path, *, config: dict, source, metrics: dict,
+    extra: dict | None = None, onnx: bool = False,
+) -> Path:
+    """Export a trained model, its test split and its manifest to `output` (which must not exist).
+
+    `source` is the `DataSource` the model was trained on: its info goes into the manifest and
+    its test split is scored through the written SavedModel (module docstring). `metrics` are the
+    trainer's Keras-side figures; `extra` adds top-level manifest keys (the standard keys win).
+    `onnx=True` adds `model.onnx` (`keras_cnns.onnx_export`), checked against `serving_default`
+    on the whole stored test split, and the manifest's `onnx` section.
+    """
+    from keras_cnns.data.pipeline import match_stats
+
+    info = source.info
+    height, width, channels = model_input_shape(model)
+    size = config.get("image_size")
+    if size is not None and (height, width) != (size, size):
+        raise ExportError(
+            f"The model takes {height}x{width} images but the config says image_size {size}."
+        )
+    images, labels = source.arrays("test")
+    label_smoothing = float(config.get("label_smoothing") or 0.0)
+    store_test_set = images.nbytes + labels.nbytes <= TEST_SET_LIMIT_BYTES
+    probe = golden_indices(labels)
+    norm_mean, norm_std = match_stats(info.mean, info.std, channels)
+
+    def contents(tmp_dir: Path) -> dict[str, Any]:
+        import keras
+
+        onnx_file = tmp_dir / ONNX_FILE if onnx else None
+        if keras.backend.backend() in ("tensorflow", "jax"):
+            write_saved_model(model, tmp_dir, mean=info.mean, std=info.std)
+            save_keras_file(model, tmp_dir / MODEL_FILE)
+        else:  # one TensorFlow subprocess writes both from model.keras
+            save_keras_file(model, tmp_dir / MODEL_FILE)
+            write_in_tensorflow(tmp_dir / MODEL_FILE, saved_model=tmp_dir, onnx=onnx_file,
+                                mean=info.mean, std=info.std)
+        if onnx_file is not None and not onnx_file.exists():
+            write_in_tensorflow(tmp_dir / MODEL_FILE, onnx=onnx_file, mean=info.mean,
+                                std=info.std)
+        # Scored by the files just written, as verify.py will score them.
+        signature = load_serving(tmp_dir)
+        golden, _ = run_serving(signature, images[probe], batch_size=len(probe))
+        probabilities, classes = run_serving(signature, images)
+        scores = score(probabilities, classes, labels, label_smoothing)
+        onnx_section = {}
+        if onnx_file is not None:
+            from keras_cnns import onnx_export
+
+            onnx_section["onnx"] = onnx_export.check_onnx(onnx_file, images, probabilities)
+        if store_test_set:
+            np.savez_compressed(tmp_dir / TEST_SET_FILE, images=images, labels=labels)
+        else:
+            np.savez_compressed(tmp_dir / GOLDEN_FILE, images=images[probe], labels=labels[probe])
+        matrix = np.zeros((len(info.class_names),) * 2, dtype=np.int64)
+        np.add.at(matrix, (labels, classes), 1)
+        per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        evaluated = dict(metrics)
+        for key in ("test_accuracy", "test_loss"):
+            if key in metrics:
+                evaluated[f"keras_{key}"] = metrics[key]
+        evaluated.update(scores, per_class_accuracy=dict(
+            zip(info.class_names, per_class.tolist(), strict=True)))
+        megabytes = (images.nbytes + labels.nbytes) / 2**20
+        return {
+            **(extra or {}),
+            **onnx_section,
+            "format_version": FORMAT_VERSION,
+            "config": config,
+            "dataset": info.to_dict(),
+            "preprocessing": {
+                "input": "uint8 [batch, height, width, 1 or 3 channels], any height and width",
+                "steps": "x / 255; channels to the model's (ITU-R 601 luma or tiling); "
+                         "tf.image.resize bilinear, half-pixel centres, no antialiasing; "
+                         "(x - mean) / std per channel",
+                "image_size": [height, width],
+                "channels": channels,
+                "mean": norm_mean,
+                "std": norm_std,
+            },
+            "metrics": evaluated,
+            "evaluation": {
+                "endpoint": "serving_default",
+                "batch_size": EVAL_BATCH_SIZE,
+                "test_set": TEST_SET_FILE if store_test_set else None,
+                "content_sha256": content_sha256(images, labels),
+                "examples": int(len(labels)),
+                "label_smoothing": label_smoothing,
+                "loss_epsilon": LOSS_EPSILON,
+                "loss": "mean cross-entropy of the probabilities clipped to [loss_epsilon, 1] "
+                        "against label-smoothed one-hot targets",
+                "note": None if store_test_set else (
+                    f"The {megabytes:.0f} MB test split is not stored (limit "
+                    f"{TEST_SET_LIMIT_BYTES >> 20} MB); verify.py needs --data to recompute "
+                    "the accuracy."),
+            },
+            "golden": {
+                "indices": probe.tolist(),
+                "images_file": None if store_test_set else GOLDEN_FILE,
+                "probabilities": golden.tolist(),
+                "tolerance": GOLDEN_TOLERANCE,
+            },
+            "versions": versions(),
+            "hardware": hardware(),
+        }
+
+    return write_export(output, contents)
