@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_cnns import data as data_lib
 from keras_cnns import reporting
-from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.preflight import check_writable_dir
 
 
@@ -57,10 +57,11 @@ def is_export(path: Path) -> bool:
 def check_export_files(export: Path) -> None:
     """Every file the manifest lists is there with its sha256, so what is scored is what was
     exported (a truncated variables file would leave model.keras loadable but the export not)."""
-    from keras_cnns.export import read_manifest, sha256_file
+    from keras_cnns.export import sha256_file
     from keras_cnns.saved_model import ExportError
 
-    files = read_manifest(export).get("files")
+    manifest = read_json_file(export / "manifest.json", "The manifest of")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         return  # an export from before the manifest listed its files
     for name, expected in sorted(files.items()):
