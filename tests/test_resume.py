@@ -1,0 +1,355 @@
+"""A killed run ends as if it had never been killed (issue "Resume and reproduce exactly").
+
+The fault-injection tests SIGKILL a deterministic LeNet run at a chosen point (keras_cnns/
+faults.py), run the identical command again, and compare everything the run leaves with the
+uninterrupted run, bit for bit: history, metrics, best checkpoint, and every file of the export
+(which also proves that two deterministic runs write byte-identical exports). The other tests
+cover the pieces: damaged states, the run-directory lock, diverged runs, the verdict, float16
+loss scaling in the multi-worker loop, full disks and stale temporary exports.
+"""
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from resume_faults import RUN, TRAIN, differences, kill_and_resume, outcome, train
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    result = train(cwd)
+    assert result.returncode == 0, result.stderr
+    return outcome(cwd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["batch:30", "state:2", "evaluate:1", "export:1"])
+def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at):
+    status, output = kill_and_resume(tmp_path, kill_at)
+    assert status == 0, output[-3000:]
+    assert "Resuming the unfinished run" in output
+    got = outcome(tmp_path)
+    assert differences(uninterrupted, got) == [], kill_at
+    assert got["leftovers"] == [] and not got["backup kept"] and not got["lock kept"]
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_best_checkpoint_write_loses_nothing(tmp_path, uninterrupted):
+    status, output = kill_and_resume(tmp_path, "best:3")
+    assert status == 0, output[-3000:]
+    assert differences(uninterrupted, outcome(tmp_path)) == []
+
+
+# -- the state files themselves ------------------------------------------------------------------
+
+def _tiny_model():
+    import keras
+
+    from keras_cnns.models import build_model
+
+    model = build_model("lenet", input_shape=(16, 16, 1), num_classes=10, dropout=0.5)
+    optimizer = keras.optimizers.AdamW(1e-3)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def test_a_damaged_newest_state_falls_back_to_the_one_before(tmp_path):
+    from keras_cnns.training import run_state
+
+    model, optimizer = _tiny_model()
+    recorder = run_state.EpochRecorder(tmp_path, tmp_path / "backup")
+    first = [v.numpy().copy() for v in model.weights]
+    recorder.end_epoch(0, {"loss": 1.0, "val_accuracy": 0.5}, model, optimizer)
+    for variable in model.weights:
+        variable.assign(variable.numpy() + 1.0)
+    recorder.end_epoch(1, {"loss": 0.5, "val_accuracy": 0.4}, model, optimizer)
+    newest = tmp_path / "backup" / "epoch-0002" / run_state.VARIABLES_FILE
+    newest.write_bytes(newest.read_bytes()[:96])  # a write cut short
+
+    fresh, fresh_optimizer = _tiny_model()
+    state, note = run_state.restore(tmp_path / "backup", fresh, fresh_optimizer)
+    assert state.epochs_done == 1 and state.best_epoch == 1
+    assert "passed over damaged epoch-0002" in note
+    for restored, saved in zip(fresh.weights, first, strict=True):
+        np.testing.assert_array_equal(restored.numpy(), saved)
+    # The published best checkpoint is epoch 1's (0.5 beat 0.4), and the history has 2 rows.
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+
+
+def test_no_state_with_nan_is_ever_committed(tmp_path):
+    from keras_cnns.training import run_state
+
+    model, optimizer = _tiny_model()
+    recorder = run_state.EpochRecorder(tmp_path, tmp_path / "backup")
+    model.weights[0].assign(np.full(model.weights[0].shape, np.nan, "float32"))
+    with pytest.raises(run_state.NonFiniteStateError):
+        recorder.end_epoch(0, {"loss": 1.0, "val_accuracy": 0.5}, model, optimizer)
+    assert run_state.state_dirs(tmp_path / "backup") == []
+
+
+def test_the_best_checkpoint_survives_a_worse_epoch_after_a_resume(tmp_path):
+    from keras_cnns.training import run_state
+
+    model, optimizer = _tiny_model()
+    recorder = run_state.EpochRecorder(tmp_path, tmp_path / "backup")
+    recorder.end_epoch(0, {"val_accuracy": 0.9}, model, optimizer)
+    best_bytes = (tmp_path / run_state.BEST_FILE).read_bytes()
+    state, _ = run_state.restore(tmp_path / "backup", *_tiny_model())
+    resumed = run_state.EpochRecorder(tmp_path, tmp_path / "backup", state=state)
+    model.weights[0].assign(model.weights[0].numpy() * 0)
+    resumed.end_epoch(1, {"val_accuracy": 0.5}, model, optimizer)  # worse: not the best
+    assert resumed.state.best_value == 0.9 and resumed.state.best_epoch == 1
+    assert (tmp_path / run_state.BEST_FILE).read_bytes() == best_bytes
+
+
+# -- one process per run directory ----------------------------------------------------------------
+
+def test_a_live_lock_is_refused_a_dead_one_taken_over(tmp_path):
+    from keras_cnns.config import ConfigError
+    from keras_cnns.training import run_dir as run_dirs
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
+        with pytest.raises(ConfigError, match=f"in use by process {holder.pid}"):
+            run_dirs.acquire_lock(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    run_dirs.acquire_lock(tmp_path)  # the holder is gone: taken over
+    assert (tmp_path / "lock").read_text().split()[0] == str(os.getpid())
+    run_dirs.release_lock(tmp_path)
+    assert not (tmp_path / "lock").exists()
+    (tmp_path / "lock").write_text("1 another-host\n")
+    with pytest.raises(ConfigError, match="on host another-host"):
+        run_dirs.acquire_lock(tmp_path)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    from keras_cnns.config import RunConfig
+    from keras_cnns.training import run_dir as run_dirs
+
+    monkeypatch.setattr(run_dirs, "utc_stamp", lambda: "20260101-000000")
+    config = RunConfig(model="lenet", dataset="synthetic", run_dir=str(tmp_path)).resolve()
+    names = set()
+    for seed in range(3):  # different identities, so none finds another's run
+        _, run_dir, how = run_dirs.prepare_run_dir(
+            __import__("dataclasses").replace(config, seed=seed))
+        assert how == "new"
+        names.add(run_dir.name)
+    assert names == {"lenet-synthetic-20260101-000000", "lenet-synthetic-20260101-000000-1",
+                     "lenet-synthetic-20260101-000000-2"}
+
+
+@pytest.mark.slow
+def test_a_second_identical_command_refuses_while_the_first_runs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [*TRAIN, *RUN, "--epochs", "30"]
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob("runs/*/history.csv")):
+            time.sleep(0.2)
+        assert list(tmp_path.glob("runs/*/history.csv")), "the first run never got going"
+        second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"in use by process {first.pid}" in lines[0], second.stderr
+    assert len(list(tmp_path.glob("runs/*"))) == 1
+
+
+# -- the verdict ----------------------------------------------------------------------------------
+
+def _manifest(**config):
+    return {
+        "config": {"model": "lenet", "seed": 0, "deterministic": True, "output": "a", **config},
+        "dataset": {"fingerprint": "f"},
+        "metrics": {"test_accuracy": 0.9, "test_loss": 0.3},
+        "golden": {"probabilities": [[0.5, 0.5]]},
+        "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
+        "hardware": {"machine": "x86_64", "cpu_isa": ["avx2", "avx512f"]},
+    }
+
+
+def test_a_changed_config_is_not_judged():
+    from keras_cnns.reproduce import judge
+
+    status, verdict = judge(_manifest(), {**_manifest()["config"], "seed": 1, "output": "b"},
+                            _manifest())
+    assert status == 0 and verdict.startswith("not judged") and "seed (1 vs 0)" in verdict
+    assert "output" not in verdict  # where a run lives is no difference
+
+
+def test_bit_equality_is_asked_only_on_the_same_hardware_and_libraries():
+    from keras_cnns.reproduce import judge
+
+    same = _manifest()
+    status, verdict = judge(same, same["config"], _manifest())
+    assert status == 0 and "reproduced exactly" in verdict
+    elsewhere = _manifest()
+    elsewhere["hardware"]["cpu_isa"] = ["avx2"]
+    elsewhere["metrics"]["test_accuracy"] = 0.89
+    status, verdict = judge(same, same["config"], elsewhere)
+    assert status == 0 and "within tolerance" in verdict and "cpu_isa" in verdict
+    elsewhere["metrics"]["test_accuracy"] = 0.5
+    status, verdict = judge(same, same["config"], elsewhere)
+    assert status == 1 and "not reproduced" in verdict
+
+
+# -- faults around the export ---------------------------------------------------------------------
+
+def test_a_full_disk_during_an_export_is_one_sentence_and_leaves_nothing(tmp_path):
+    from keras_cnns.export import ExportError, write_export
+
+    def fill_up(tmp_dir):
+        (tmp_dir / "partial").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ExportError, match="disk filled up") as caught:
+        write_export(tmp_path / "export", fill_up)
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_exports_of_dead_processes_are_removed(tmp_path):
+    from keras_cnns.export import write_export
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".old.tmp-{dead.pid}-0123abcd"
+    live = tmp_path / f".other.tmp-{os.getpid()}-89abcdef"
+    stale.mkdir()
+    live.mkdir()
+    write_export(tmp_path / "new", lambda tmp_dir: {})
+    assert not stale.exists() and live.exists() and (tmp_path / "new").is_dir()
+
+
+# -- the multi-worker loop ------------------------------------------------------------------------
+
+FLOAT16_LOOP = """
+import json
+import tensorflow as tf
+import keras
+from keras_cnns.config import RunConfig
+from keras_cnns.training import train
+config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=50, epochs=1,
+                   warmup_epochs=0, augment="none", mixed_precision="float16", run_dir="runs")
+result = train(config, strategy=tf.distribute.MultiWorkerMirroredStrategy(), verbose=0,
+               export=False)
+weights = result.model.get_weights()
+from keras_cnns.data import load_source
+from keras_cnns.training.factories import build_for_training
+_, optimizer = build_for_training(config.resolve(), load_source("synthetic", None).info, 20,
+                                  tf.distribute.get_strategy(), compile=False)
+print(json.dumps({"optimizer": type(optimizer).__name__,
+                  "finite": all(bool(abs(w).max() < 1e30) for w in weights),
+                  "compute": result.model.get_layer("conv1").compute_dtype}))
+"""
+
+
+@pytest.mark.slow
+def test_the_multi_worker_loop_scales_a_float16_loss(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run([sys.executable, "-c", FLOAT16_LOOP], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["compute"] == "float16" and report["finite"]
+    assert report["optimizer"] == "LossScaleOptimizer"
+    history = next(tmp_path.glob("runs/*/history.csv")).read_text()
+    assert "nan" not in history.lower()
+
+
+WORKER = """
+import json, sys
+from keras_cnns.config import RunConfig
+from keras_cnns.training import train
+config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=50, epochs=3,
+                   optimizer="sgd", lr=0.1, warmup_epochs=0, dropout=0.5, augment="light",
+                   deterministic=True, strategy="multi_worker", run_dir="runs",
+                   output="exports/mw")
+result = train(config, verbose=0)
+assert result.metrics["replicas"] == 2, result.metrics
+json.dump([w.tolist() for w in result.model.get_weights()], open(sys.argv[1], "w"))
+"""
+
+
+def _start_workers(cwd, ports, kill_at=None):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        env.pop("KERAS_CNNS_KILL_AT", None)
+        if kill_at and index == 1:
+            env["KERAS_CNNS_KILL_AT"] = kill_at
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, f"worker{index}.json"], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _weights(cwd):
+    return [json.loads((cwd / f"worker{i}.json").read_text()) for i in range(2)]
+
+
+@pytest.mark.slow
+def test_a_killed_multi_worker_run_resumes_on_every_worker_bit_identical(tmp_path):
+    baseline, broken = tmp_path / "baseline", tmp_path / "broken"
+    baseline.mkdir()
+    broken.mkdir()
+    for process in _start_workers(baseline, _free_ports(2)):
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    expected = _weights(baseline)
+
+    # Worker 1 dies in epoch 2 (batch 30 of 20 per epoch); worker 0 then waits on a collective
+    # that never comes, and is stopped the way a cluster manager would.
+    chief, worker = _start_workers(broken, _free_ports(2), kill_at="batch:30")
+    worker.communicate(timeout=300)
+    assert worker.returncode == -9
+    chief.kill()
+    chief.communicate()
+    run_dir = next((broken / "runs").iterdir())
+    assert (run_dir / "backup" / "epoch-0001").is_dir() and not (run_dir / "metrics.json").exists()
+
+    outputs = []
+    for process in _start_workers(broken, _free_ports(2)):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        outputs.append(out)
+    for out in outputs:  # both restored the chief's state, not only the chief
+        assert "restored the state after epoch 1" in out, out
+    got = _weights(broken)
+    for a, b, c in zip(expected[0], got[0], got[1], strict=True):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+        np.testing.assert_array_equal(np.array(b), np.array(c))
+    assert (baseline / "runs").exists() and len(list((broken / "runs").iterdir())) == 1
+    assert (run_dir / "history.csv").read_text() == next(
+        (baseline / "runs").iterdir()).joinpath("history.csv").read_text()
