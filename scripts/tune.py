@@ -1,6 +1,7 @@
 """Tune a model's hyperparameters: `python scripts/tune.py --model lenet`.
 
-Searches the space in tuning/<model>.json (dropout, width, lr, optionally augment) with
+Searches the model's search space (declared in its file under keras_cnns/models/: dropout,
+width, lr, optionally augment; or --space FILE) with
 keras-tuner, training every trial like train.py would (same flags, data pipeline and
 strategy) for --epochs epochs (a quarter of the training run's by default). Prints a
 results table, writes DIR/results.png and DIR/best.json (the training run with the best
@@ -38,7 +39,7 @@ def parse_args(argv=None):
                        help="working directory of the search (default: "
                        "tuning/runs/<model>-<dataset>)")
     group.add_argument("--space", metavar="JSON", default=None,
-                       help="search space file (default: tuning/<model>.json)")
+                       help="search space file (default: the model's own, from its registry entry)")
     group.add_argument("--overwrite", action="store_true", default=False,
                        help="delete the search in DIR and start over (default: resume it)")
     # --epochs is each trial's budget here; the training run best.json describes keeps its own.
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     with user_errors(PROG):
         from keras_cnns import tuning
 
-        space = tuning.load_space(args.space or tuning.default_space_path(config.model))
+        space = (tuning.load_space(args.space) if args.space
+                 else tuning.default_space(config.model))
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.dataset)
         directory = Path(args.directory or Path("tuning") / "runs" / f"{config.model}-{slug}")
         part = tuning.role()

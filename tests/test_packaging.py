@@ -34,7 +34,7 @@ def test_wheel_ships_the_search_spaces(tmp_path):
                           for path in (ROOT / "keras_cnns").rglob("*")
                           if path.is_file() and path.suffix not in (".py", ".pyc")
                           and "__pycache__" not in path.parts)
-    assert "keras_cnns/tuning/spaces/lenet.json" in package_data
+    assert "keras_cnns/ablation/grids/default.json" in package_data
     assert [name for name in package_data if name not in names] == []
     assert "keras_cnns/tuning/space.py" in names
     assert not any(name.startswith(("tests/", "scripts/", "tuning/")) for name in names)
@@ -42,22 +42,22 @@ def test_wheel_ships_the_search_spaces(tmp_path):
     # Installed (not editable) and run from elsewhere, the package finds its spaces in itself.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("from keras_cnns import tuning; p = tuning.default_space_path('lenet'); "
-             "print(p); print(tuning.load_space(p).names)")
+    probe = ("import keras_cnns; from keras_cnns import tuning; print(keras_cnns.__file__); "
+             "print(tuning.default_space('lenet').names)")
     env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     path, names = result.stdout.splitlines()[-2:]
-    assert Path(path) == site / "keras_cnns" / "tuning" / "spaces" / "lenet.json"
+    assert Path(path) == site / "keras_cnns" / "__init__.py"
     assert "dropout" in names
 
 
-def test_default_spaces_load_through_the_package_not_the_checkout():
+def test_default_spaces_come_from_the_model_registry_not_files():
     from keras_cnns import tuning
+    from keras_cnns.models import list_models
 
-    for model in ("lenet", "alexnet"):
-        path = tuning.default_space_path(model)
-        assert path.parent == ROOT / "keras_cnns" / "tuning" / "spaces"
-        assert tuning.load_space(path).names
+    for model in list_models():
+        assert tuning.default_space(model).names
     assert not list((ROOT / "tuning").glob("*.json"))
+    assert not (ROOT / "keras_cnns" / "tuning" / "spaces").exists()

@@ -36,7 +36,7 @@ def tiny_config(model: str, **overrides) -> RunConfig:
 
 def search(directory, model="lenet", max_trials=2, space=None, epochs=1, **kwargs):
     config = kwargs.pop("config", None) or tiny_config(model)
-    space = space or tuning.load_space(tuning.default_space_path(model))
+    space = space or tuning.default_space(model)
     return tuning.run_search(config, space, directory=directory, max_trials=max_trials,
                              epochs=epochs, log=lambda line: None, **kwargs)
 
@@ -63,8 +63,8 @@ def lenet_search(tmp_path_factory):
 
 
 @pytest.mark.parametrize("model", list_models())
-def test_every_model_has_a_valid_space_file(model):
-    space = tuning.load_space(tuning.default_space_path(model))
+def test_every_registered_model_declares_a_valid_search_space(model):
+    space = tuning.default_space(model)
     assert {"dropout", "width", "lr"} <= set(space.names)
 
 
@@ -165,7 +165,7 @@ def test_trials_run_under_the_trainers_strategy(tmp_path):
 
     strategy, kind = make_strategy("mirrored")  # over the CPU here, as the trainer's tests do
     config = tiny_config("lenet", strategy="mirrored")
-    hypermodel = tuning.CNNHyperModel(config, tuning.load_space(tuning.default_space_path("lenet")),
+    hypermodel = tuning.CNNHyperModel(config, tuning.default_space("lenet"),
                                       strategy=strategy)
     tuner = tuning.make_tuner(hypermodel, "random", 1, tmp_path, strategy=strategy)
     assert kind == "mirrored" and tuner.distribution_strategy is strategy is hypermodel.strategy

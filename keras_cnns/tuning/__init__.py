@@ -1,14 +1,14 @@
 """Hyperparameter search over the registry's models with keras-tuner.
 
     from keras_cnns.config import RunConfig
-    from keras_cnns.tuning import load_space, default_space_path, run_search, write_reports
+    from keras_cnns.tuning import default_space, run_search, write_reports
 
     config = RunConfig(model="lenet").resolve()
-    result = run_search(config, load_space(default_space_path("lenet")),
+    result = run_search(config, default_space("lenet"),
                         directory="tuning/runs/lenet-digits", tuner="random", max_trials=10)
     write_reports(result)          # best.json, results.csv, results.png
 
-Search spaces are data (`keras_cnns/tuning/spaces/<model>.json`, see `space.py`); the
+Search spaces are data (each model's registry entry, or a JSON file; see `space.py`); the
 hypermodel builds, compiles and trains through the trainer's own functions (`hypermodel.py`);
 `search.py` runs, resumes and distributes the search; `report.py` writes what it found.
 """
@@ -36,11 +36,10 @@ from keras_cnns.tuning.search import (
 )
 from keras_cnns.tuning.space import (
     HYPERPARAMETERS,
-    SPACE_DIR,
     Choices,
     Range,
     SearchSpace,
-    default_space_path,
+    default_space,
     load_space,
     space_from_dict,
 )
@@ -48,7 +47,6 @@ from keras_cnns.tuning.space import (
 __all__ = [
     "HYPERPARAMETERS",
     "OBJECTIVE",
-    "SPACE_DIR",
     "TUNERS",
     "CNNHyperModel",
     "Choices",
@@ -58,7 +56,7 @@ __all__ = [
     "TrialRecord",
     "TuningError",
     "best_trial",
-    "default_space_path",
+    "default_space",
     "format_table",
     "hyperband_trials",
     "load_space",

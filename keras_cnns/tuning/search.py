@@ -1,6 +1,6 @@
 """Run a search: pick the tuner, resume or start over, and collect the trials.
 
-    result = run_search(config, load_space("tuning/lenet.json"), tuner="random",
+    result = run_search(config, default_space("lenet"), tuner="random",
                         max_trials=10, directory="tuning/runs/lenet-digits")
     result.best.config        # the best trial's RunConfig
 

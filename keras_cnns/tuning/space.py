@@ -1,7 +1,7 @@
-"""Search spaces as data: one JSON file per model in `keras_cnns/tuning/spaces/`, read and
-checked here.
+"""Search spaces as data: each model's default space is part of its registry entry (its own
+file in `keras_cnns/models/`), and `--space FILE` reads a user's JSON file; both are checked here.
 
-A space file maps hyperparameter names, which are RunConfig field names, to a domain:
+A space maps hyperparameter names, which are RunConfig field names, to a domain:
 
     {
       "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
-
-# The built-in spaces ship inside the package (package data in pyproject.toml), so an installed
-# wheel finds them as well as a source checkout. keras_cnns.tuning is a regular package on
-# disk, so `files()` is a pathlib.Path here.
-SPACE_DIR = Path(str(resources.files("keras_cnns.tuning") / "spaces"))
+from keras_cnns.models import get_model_entry
 
 # name -> (kind, default sampling for ranges); the names are RunConfig fields.
 HYPERPARAMETERS = {
@@ -104,8 +99,13 @@ class SearchSpace:
         return {param.name: param.to_dict() for param in self.params}
 
 
-def default_space_path(model: str) -> Path:
-    return SPACE_DIR / f"{model}.json"
+def default_space(model: str) -> SearchSpace:
+    """The search space `model`'s registry entry declares (a model with none cannot be tuned
+    without `--space FILE`)."""
+    values = dict(get_model_entry(model).search_space)
+    if not values:
+        raise ConfigError(f"Model '{model}' declares no search space; pass one with --space FILE.")
+    return space_from_dict(values, f"the search space of model '{model}'")
 
 
 def load_space(path: str | Path) -> SearchSpace:
