@@ -28,7 +28,8 @@ HELP = {
     "optimizer": f"one of: {', '.join(config_module.OPTIMIZERS)}",
     "lr": "peak learning rate for the global batch",
     "schedule": f"learning-rate decay after warmup, one of: {', '.join(config_module.SCHEDULES)}",
-    "warmup_epochs": "linear warmup length in epochs",
+    "warmup_epochs": "linear warmup length in epochs (the recipe's is scaled down with a "
+    "shorter --epochs)",
     "weight_decay": "decoupled weight decay (AdamW and SGD; Adam has none)",
     "momentum": "SGD momentum",
     "label_smoothing": "label smoothing of the one-hot targets",

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.models import get_model_entry, list_models
+from keras_cnns.models import default_model, get_model_entry, list_models
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -55,7 +55,7 @@ class RunConfig:
     scaling rule of Goyal et al., 2017) and keep the warmup.
     """
 
-    model: str = "alexnet"
+    model: str = dataclasses.field(default_factory=default_model)
     dataset: str = "digits"
     data_dir: str | None = None
     image_size: int | None = None
@@ -92,7 +92,12 @@ class RunConfig:
 
     # -- recipe ---------------------------------------------------------------
     def resolve(self) -> RunConfig:
-        """Fill every None field from the model's registry recipe and options."""
+        """Fill every None field from the model's registry recipe and options.
+
+        A recipe's warmup that would not fit a shorter `epochs` the user chose (AlexNet's 2
+        warmup epochs with `--epochs 1`) is scaled with it: recipe warmup x epochs / recipe
+        epochs (0.1 there). A warmup the user gave is never changed.
+        """
         entry = get_model_entry(self.model)
         recipe = dict(entry.recipe)
         filled = {}
@@ -103,6 +108,9 @@ class RunConfig:
                 filled[field.name] = recipe[field.name]
             elif field.name in entry.options:
                 filled[field.name] = entry.options[field.name]
+        warmup, epochs = filled.get("warmup_epochs"), self.epochs
+        if warmup is not None and epochs is not None and warmup >= epochs:
+            filled["warmup_epochs"] = warmup * epochs / recipe.get("epochs", epochs + warmup)
         return dataclasses.replace(self, **filled)
 
     def model_options(self) -> dict[str, Any]:

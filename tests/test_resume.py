@@ -350,6 +350,8 @@ def test_a_killed_multi_worker_run_resumes_on_every_worker_bit_identical(tmp_pat
     for a, b, c in zip(expected[0], got[0], got[1], strict=True):
         np.testing.assert_array_equal(np.array(a), np.array(b))
         np.testing.assert_array_equal(np.array(b), np.array(c))
-    assert (baseline / "runs").exists() and len(list((broken / "runs").iterdir())) == 1
+    # Only the chief (worker 0) wrote a run directory and an export, in both attempts.
+    assert len(list((baseline / "runs").iterdir())) == len(list((broken / "runs").iterdir())) == 1
+    assert (broken / "exports" / "mw" / "manifest.json").exists()
     assert (run_dir / "history.csv").read_text() == next(
         (baseline / "runs").iterdir()).joinpath("history.csv").read_text()
