@@ -1,7 +1,7 @@
 """RunConfig: the one object that drives a run, from flags or JSON to the manifest.
 
 Fields left as None take the model's recipe from the registry (`resolve()`), so
-`--model lenet` and `--model alexnet` each get a recipe that meets the
+each registered model (`--model NAME`) gets a recipe that meets the
 project's targets on the embedded `digits` data set. A resolved config is what
 `config.json` and the export manifest record, and what `--config` reads back.
 """

@@ -1,6 +1,6 @@
 """Classify image files in batches with an export's `serving_default` signature.
 
-    serving, class_names = load_export("saved_models/lenet-digits-<stamp>")
+    serving, class_names = load_export("saved_models/<model>-digits-<stamp>")
     items, problems = collect_images(["photos/", "extra/*.png"], class_names)
     predictions = classify(serving, items, batch_size=64, on_error=print)
     summary = evaluate(predictions, len(class_names))     # for items under class folders

@@ -1,4 +1,4 @@
-"""Train a model and export it: `python scripts/train.py --model alexnet`.
+"""Train a model and export it: `python scripts/train.py --model NAME` (`--help` lists them).
 
 Flags map one to one onto RunConfig fields (`--help` lists them with their
 defaults); `--config run.json` loads a config, an export's manifest or a

@@ -1,4 +1,4 @@
-"""Tune a model's hyperparameters: `python scripts/tune.py --model lenet`.
+"""Tune a model's hyperparameters: `python scripts/tune.py --model NAME`.
 
 Searches the model's search space (declared in its file under keras_cnns/models/: dropout,
 width, lr, optionally augment; or --space FILE) with
@@ -45,7 +45,7 @@ def parse_args(argv=None):
     # --epochs is each trial's budget here; the training run best.json describes keeps its own.
     parser._option_string_actions["--epochs"].help = (
         "epochs each trial trains, Hyperband's max_epochs (default: a quarter of the "
-        "training run's epochs, e.g. lenet: 10, alexnet: 5)"
+        "training run's epochs, at least 1)"
     )
     args = parser.parse_args(argv)
     args.search_epochs = vars(args).pop("epochs", None)

@@ -1,6 +1,6 @@
 """The trainer: one RunConfig in, a run directory and an export out.
 
-    config = RunConfig(model="alexnet").resolve()
+    config = RunConfig(model=NAME).resolve()     # NAME: any of models.list_models()
     result = train(config)          # fit, evaluate, plot, export
 
 Single-host runs (one CPU, or MirroredStrategy over local GPUs) use Keras `fit`;

@@ -3,9 +3,9 @@
     from keras_cnns.config import RunConfig
     from keras_cnns.tuning import default_space, run_search, write_reports
 
-    config = RunConfig(model="lenet").resolve()
-    result = run_search(config, default_space("lenet"),
-                        directory="tuning/runs/lenet-digits", tuner="random", max_trials=10)
+    config = RunConfig(model=NAME).resolve()     # NAME: any of models.list_models()
+    result = run_search(config, default_space(NAME),
+                        directory=f"tuning/runs/{NAME}-digits", tuner="random", max_trials=10)
     write_reports(result)          # best.json, results.csv, results.png
 
 Search spaces are data (each model's registry entry, or a JSON file; see `space.py`); the

@@ -1,7 +1,7 @@
 """Run a search: pick the tuner, resume or start over, and collect the trials.
 
-    result = run_search(config, default_space("lenet"), tuner="random",
-                        max_trials=10, directory="tuning/runs/lenet-digits")
+    result = run_search(config, default_space(config.model), tuner="random",
+                        max_trials=10, directory=f"tuning/runs/{config.model}-digits")
     result.best.config        # the best trial's RunConfig
 
 `config` is the training run to tune; each trial trains it for `epochs` epochs, by default
