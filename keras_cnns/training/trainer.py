@@ -86,10 +86,15 @@ def load_data(config: RunConfig, num_replicas: int = 1, *, start_batch: int = 0)
 
     The training stream starts at batch `start_batch` of the run's endless stream (a resume).
     """
+    source = load_source(config)
+    return (source, *pipelines(source, config, num_replicas, start_batch=start_batch))
+
+
+def load_source(config: RunConfig):
+    """The run's data: its source, with the training split cut to `train_fraction`."""
     source = data_lib.load_source(config.dataset, config.data_dir)
     # Only the training split shrinks, so every fraction is scored on the same images.
-    source = data_lib.subset_training_split(source, config.train_fraction, config.seed)
-    return (source, *pipelines(source, config, num_replicas, start_batch=start_batch))
+    return data_lib.subset_training_split(source, config.train_fraction, config.seed)
 
 
 def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: int = 0):
@@ -143,9 +148,7 @@ def train(
 
     if config.output and Path(config.output).exists() and not config.resume:
         raise ConfigError(f"Export path {config.output} already exists; choose another --output.")
-    source = data_lib.load_source(config.dataset, config.data_dir)
-    # Only the training split shrinks, so every fraction is scored on the same images.
-    source = data_lib.subset_training_split(source, config.train_fraction, config.seed)
+    source = load_source(config)
     diverged = None if config.resume else run_dirs.latest_diverged(config)
     # Every worker finds the same unfinished run (the run directory must be on a filesystem
     # they share, as tf.distribute's BackupAndRestore requires); only the chief writes in it.
