@@ -21,6 +21,7 @@ from keras_cnns import data as data_lib
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models import get_model_entry
 from keras_cnns.training import trainer
+from keras_cnns.training.factories import epoch_steps
 from keras_cnns.training.strategy import make_strategy
 from keras_cnns.tuning.space import SearchSpace
 
@@ -73,8 +74,10 @@ class CNNHyperModel(keras_tuner.HyperModel):
             )
         # Only the source's description here: a chief builds models to learn the space but
         # never trains, so the pipelines (the resized image caches) are made on first use.
-        self.info = data_lib.load_source(self.base.dataset, self.base.data_dir).info
-        self.steps_per_epoch = math.ceil(self.info.split_sizes["train"] / self.base.batch_size)
+        self.info = trainer.load_source(self.base).info
+        # The trainer's epoch: a pass over the split, in whole compiled calls (epoch_steps).
+        self.steps_per_epoch = epoch_steps(self.base, self.info.split_sizes["train"],
+                                           self.replicas)
         self._pipelines: dict[str, tuple] = {}
         self._started = time.perf_counter()
         self.last_result: dict[str, float] | None = None
