@@ -10,6 +10,13 @@ import pytest
 from extras import require
 
 from keras_cnns.measure.benchmark_report import format_table, summarise
+from keras_cnns.measure.isa import (
+    cpu_class,
+    describe,
+    emulated_isa,
+    emulation_env,
+    parse_onednn_verbose,
+)
 from keras_cnns.models import build_model, get_model_entry, list_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +50,50 @@ def test_medians_ratios_and_fraction_of_peak():
     assert "ours_train / torch_cl: 2.00x" in table
 
 
+def test_best_pytorch_and_compile_time_are_reported_apart():
+    runs = {
+        "ours_train": [result("ours_train", 100)],
+        "ours_train_torch": [result("ours_train_torch", 150)],
+        "torch_cl": [result("torch_cl", 80)],
+        "torch_compile": [result("torch_compile", 125, compile_s=31.5)],
+    }
+    report = summarise(runs, ARGS)
+    assert report["cases"]["torch_compile"]["compile_s"] == 31.5
+    # The rate is the steady steps' alone: compile time is not folded into it.
+    assert report["cases"]["torch_compile"]["median"] == 125
+    assert report["ratios"]["ours_train / best PyTorch (torch_compile)"] == 0.8
+    assert report["ratios"]["ours_train_torch / best PyTorch (torch_compile)"] == 1.2
+    report["isa"] = {"class": "avx2", "emulated": "avx2", "cpu_isa": ["avx2", "avx512f"],
+                     "onednn": {"tensorflow": {"isa": "Intel AVX2", "conv_impl": "brg:avx2"}}}
+    table = format_table(report)
+    assert "125.0 img/s (+32 s compile)" in table
+    assert "ISA class avx2 (emulated on a CPU of class avx512f" in table and "Intel AVX2" in table
+
+
+VERBOSE = """onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2
+onednn_verbose,v1,info,cpu,isa:Intel AVX2
+onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx2,forward_training,src:f32
+aten_capability,AVX2
+"""
+
+
+def test_isa_records_parse_onednn_and_name_the_class():
+    assert parse_onednn_verbose(VERBOSE) == {
+        "isa": "Intel AVX2", "runtime": "threadpool", "conv_impl": "brg_conv_fwd:avx2",
+        "aten_capability": "AVX2"}
+    assert cpu_class(["avx2", "avx512f", "avx512_bf16"]) == "avx512_bf16"
+    assert cpu_class(["avx2"]) == "avx2" and cpu_class([]) == "baseline"
+    env = emulation_env("avx2")
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert "--xla_cpu_max_isa=AVX2" in env["XLA_FLAGS"]
+    assert emulation_env("native") == {} and emulated_isa(env) == "avx2"
+    assert emulated_isa({}) is None
+    with pytest.raises(ValueError, match="isa must be one of"):
+        emulation_env("sse2")
+    line = describe({"class": "avx512f", "emulated": None, "cpu_isa": ["avx2", "avx512f"]})
+    assert line.startswith("ISA class avx512f (native")
+
+
 def test_failed_cases_are_left_out_not_zeroed():
     report = summarise({"ours_train": [], "torch_cl": [result("torch_cl", 50)]}, ARGS)
     assert "ours_train" not in report["cases"] and report["ratios"] == {}
@@ -55,13 +106,24 @@ def test_benchmark_script_runs_every_kind_of_case(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "lenet",
          "--image-size", "16", "--steps", "3", "--epochs", "1", "--repeats", "1",
-         "--cases", "ours_train,torch_nchw,pipeline,ours_infer_b1,peak", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
+         "--cases", "ours_train,torch_nchw,torch_compile,pipeline,ours_infer_b1,peak",
+         "--isa", "avx2", "--json", str(out)],
+        capture_output=True, text=True, timeout=900, check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     cases = report["cases"]
-    assert set(cases) == {"ours_train", "torch_nchw", "pipeline", "ours_infer_b1", "peak"}
+    assert set(cases) == {"ours_train", "torch_nchw", "torch_compile", "pipeline",
+                          "ours_infer_b1", "peak"}
+    # The ISA record: the CPU's classes, the cap, and what both oneDNNs then dispatched to.
+    isa = report["isa"]
+    assert isa["emulated"] == "avx2" and isa["class"] == "avx2" and "cpu_isa" in isa
+    if "avx2" in isa["cpu_isa"]:
+        assert "AVX2" in isa["onednn"]["tensorflow"]["isa"]
+        assert "AVX2" in isa["onednn"]["torch"]["isa"]
+    assert cases["torch_nchw"]["aten_capability"] in ("AVX2", "DEFAULT")
+    assert cases["torch_compile"]["compile_s"] > 0 and cases["torch_compile"]["median"] > 0
+    assert "ISA class avx2" in report["table"] and "s compile)" in report["table"]
     assert cases["peak"]["median"] > 0 and set(cases["peak"]["by_probe"]) >= {"tf_gemm", "tf_conv"}
     assert 0 < cases["ours_train"]["of_peak"] < 1 and cases["ours_train"]["precision"] == "float32"
     assert "| ours_train |" in report["table"]

@@ -47,12 +47,15 @@ def test_profile_script_traces_both_sides(tmp_path):
     out = tmp_path / "profile.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "--model", "lenet",
-         "--image-size", "16", "--steps", "5", "--json", str(out)],
+         "--image-size", "16", "--steps", "5", "--isa", "avx2", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "| conv backward |" in result.stdout and "at most" in result.stdout
+    assert "ISA class avx2 (emulated" in result.stdout
     report = json.loads(out.read_text())
+    assert report["isa"]["emulated"] == "avx2" and report["isa"]["class"] == "avx2"
+    assert len(report["load_average"]) == 3
     for side in ("ours", "torch"):
         categories = report[side]["categories"]
         assert set(categories) == set(CATEGORIES)

@@ -9,13 +9,21 @@ every case alike; the table reports medians and their ratios. The cases:
 - `ours_train`: what `train.py` runs. The model, optimizer, loss and compile settings come
   from `build_for_training` and the batches from the trainer's own input pipeline
   (`load_data`), timed through `fit` with `steps_per_epoch`, after a warm-up epoch.
-- `torch_nchw`, `torch_cl`: the PyTorch reference modules trained with the same optimizer
-  and hyperparameters, in the seed's NCHW layout and in channels_last, on an in-memory batch.
+- `ours_train_torch`, `ours_train_jax`: the same `fit`, model and pipeline under Keras' torch
+  backend (PyTorch's kernels) and JAX backend (XLA:CPU, `jit_compile` on, as JAX needs it).
+- `torch_nchw`, `torch_cl`, `torch_compile`: the PyTorch reference modules trained with the
+  same optimizer and hyperparameters, in the seed's NCHW layout, in channels_last, and in
+  channels_last under `torch.compile` (its compile time reported apart: `compile_s`), on an
+  in-memory batch (`torch_cases.py`).
 - `ours_infer_b128`, `ours_infer_b1`: forward passes of the same model (batch 128 throughput,
   batch 1 latency), and `torch_infer_b128` for comparison.
 - `pipeline`: the training input pipeline alone (decode, resize, augment, batch).
 - `peak`: the best FLOP rate of a large GEMM or convolution, what FLOP fractions are measured
   against.
+
+`--isa avx2` runs every case with oneDNN, ATen, inductor and XLA capped to AVX2 (`isa.py`), so
+an AVX-512 host picks an AVX2 machine's kernels; the report records the CPU's ISA classes and
+what oneDNN dispatched to in TensorFlow and PyTorch either way.
 
 Training FLOPs are counted from the model's layers (2 * MACs per forward pass, times 3 for
 forward plus both backward products), so "of peak" is achieved FLOP/s over the `peak` case's.
@@ -38,11 +46,19 @@ from keras_cnns.measure.benchmark_report import (
     format_table,
     summarise,
 )
+from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.measure.torch_cases import case_torch, time_calls
+
+# Cases that run our path under another Keras backend: the KERAS_BACKEND of their child.
+BACKEND_CASES = {"ours_train_torch": "torch", "ours_train_jax": "jax"}
 
 CASES = (
     "ours_train",
+    "ours_train_torch",
+    "ours_train_jax",
     "torch_nchw",
     "torch_cl",
+    "torch_compile",
     "pipeline",
     "ours_infer_b128",
     "ours_infer_b1",
@@ -96,14 +112,17 @@ def _case_ours(args, case):
         images = next(iter(train_ds))[0][:batch]
         forward = tf.function(lambda x: model(x, training=False), jit_compile=config.jit_compile)
         calls = args.steps * (20 if batch == 1 else 2)
-        _time_calls(lambda: forward(images).numpy(), 3)
-        seconds = _time_calls(lambda: forward(images).numpy(), calls)
+        time_calls(lambda: forward(images).numpy(), 3)
+        seconds = time_calls(lambda: forward(images).numpy(), calls)
         result.update(img_s=calls * batch / seconds, latency_ms=1000 * seconds / calls)
         return result
 
     seconds = statistics.median(timed_epochs(model, train_ds, args.steps, args.epochs))
+    import keras
+
     result.update(
         img_s=args.steps * config.batch_size / seconds,
+        backend=keras.backend.backend(),
         jit_compile=config.jit_compile,
         optimizer=config.optimizer,
         steps_per_execution=model.steps_per_execution,
@@ -130,28 +149,6 @@ def timed_epochs(model, dataset, steps: int, epochs: int) -> list[float]:
     model.fit(dataset, epochs=1 + epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
               callbacks=[EpochTimer()])
     return times[1:]
-
-
-def _case_torch(args, case):
-    import torch
-
-    from keras_cnns.reference.training import reference_setup, reference_training_step
-
-    config = benchmark_config(args)
-    channels_last = case in ("torch_cl", "torch_infer_b128")
-    setup = reference_setup(config, channels_last)
-    info = {"threads": torch.get_num_threads(), "precision": setup.precision}
-    if case == "torch_infer_b128":
-        setup.model.eval()
-        with torch.no_grad(), setup.autocast():
-            _time_calls(lambda: setup.model(setup.images), 3)
-            calls = args.steps * 2
-            seconds = _time_calls(lambda: setup.model(setup.images), calls)
-        return {"img_s": calls * config.batch_size / seconds, **info}
-    step = reference_training_step(setup, config)
-    _time_calls(step, 3)
-    times = [_time_calls(step, args.steps) for _ in range(args.epochs)]
-    return {"img_s": args.steps * args.batch_size / statistics.median(times), **info}
 
 
 def _case_peak(args):
@@ -202,15 +199,8 @@ def _case_peak(args):
 
 def _rate(fn, flops: int, calls: int) -> float:
     """GFLOP/s of `fn` after two warm-up calls."""
-    _time_calls(fn, 2)
-    return flops * calls / _time_calls(fn, calls) / 1e9
-
-
-def _time_calls(fn, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return time.perf_counter() - start
+    time_calls(fn, 2)
+    return flops * calls / time_calls(fn, calls) / 1e9
 
 
 def forward_flops(model) -> int:
@@ -247,7 +237,7 @@ def run_case(args) -> dict:
     if args.case == "peak":
         result = _case_peak(args)
     elif args.case.startswith("torch"):
-        result = _case_torch(args, args.case)
+        result = case_torch(args, args.case, benchmark_config(args))
     else:
         result = _case_ours(args, args.case)
     result["case"] = args.case
@@ -257,6 +247,7 @@ def run_case(args) -> dict:
 
 # -- parent side: interleave and collect (the tables: benchmark_report.py) ----------------------
 def _child_args(args, case) -> list[str]:
+    """The command line of one case's child process."""
     argv = [sys.executable, "-m", "keras_cnns.measure.benchmark", "--case", case]
     for name in (
         "model",
@@ -273,15 +264,24 @@ def _child_args(args, case) -> list[str]:
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
-    if args.jit_compile is not None:
+    if case == "ours_train_jax":
+        argv.append("--jit-compile")  # without jax.jit, Keras on JAX runs op by op
+    elif args.jit_compile is not None:
         argv.append("--jit-compile" if args.jit_compile else "--no-jit-compile")
     return argv
 
 
-def run_all(args) -> dict:
+def child_env(args, case: str) -> dict[str, str]:
+    """One case's environment: the ISA cap of `--isa`, and its Keras backend."""
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(emulation_env(args.isa))
+    env["KERAS_BACKEND"] = BACKEND_CASES.get(case, "tensorflow")
+    return env
+
+
+def run_all(args) -> dict:
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
@@ -292,7 +292,8 @@ def run_all(args) -> dict:
     for repeat in range(args.repeats):
         for case in cases:
             proc = subprocess.run(
-                _child_args(args, case), capture_output=True, text=True, env=env, check=False
+                _child_args(args, case), capture_output=True, text=True,
+                env=child_env(args, case), check=False,
             )
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 or not lines:
@@ -302,7 +303,10 @@ def run_all(args) -> dict:
             result = json.loads(lines[-1])
             runs[case].append(result)
             rate = result.get("img_s", result.get("gflop_s"))
-            print(f"  repeat {repeat + 1}/{args.repeats} {case:>17}: {rate:,.1f}", flush=True)
+            extra = (f" (compile {result['compile_s']:.1f} s)" if "compile_s" in result
+                     else "")
+            print(f"  repeat {repeat + 1}/{args.repeats} {case:>17}: {rate:,.1f}{extra}",
+                  flush=True)
     return summarise(runs, args)
 
 
@@ -329,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-execution", type=int)
     parser.add_argument("--mixed-precision")
     parser.add_argument("--augment")
+    parser.add_argument(
+        "--isa", choices=ISA_CHOICES, default="native",
+        help="cap oneDNN, ATen, inductor and XLA to this ISA in every case (avx2: an AVX2 "
+        "machine's kernels on an AVX-512 host); default: the CPU's own",
+    )
     parser.add_argument("--json", help="write the report here (default: runs/benchmarks/...)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     return parser
@@ -345,7 +354,11 @@ def main(argv=None) -> int:
         f"benchmarking {args.model} @ {args.image_size}px on {device_description()['cpu']}",
         flush=True,
     )
+    facts = isa_facts(args.isa)
+    print(describe(facts), flush=True)
     report = run_all(args)
+    report["isa"] = facts
+    report["load_average"] = _load_average()
     table = format_table(report)
     print()
     print(table)
@@ -355,6 +368,14 @@ def main(argv=None) -> int:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nreport: {path}")
     return 0
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages at the end of the run (a shared machine's noise)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRAINING_CASES = ("ours_train", "torch_nchw", "torch_cl")
+OURS_TRAINING = ("ours_train", "ours_train_torch", "ours_train_jax")
+TORCH_TRAINING = ("torch_nchw", "torch_cl", "torch_compile")
+TRAINING_CASES = OURS_TRAINING + TORCH_TRAINING
 
 
 def device_description() -> dict:
@@ -56,9 +58,17 @@ def summarise(runs: dict, args) -> dict:
         }
     ours = summary.get("ours_train", {}).get("median")
     ratios = {}
-    for base in ("torch_cl", "torch_nchw"):
+    for base in ("torch_cl", "torch_nchw", "torch_compile"):
         if ours and base in summary:
             ratios[f"ours_train / {base}"] = ours / summary[base]["median"]
+    # The goal: our path against the fastest way PyTorch trains the reference here.
+    torch_best = max((summary[c]["median"], c) for c in TORCH_TRAINING if c in summary) if any(
+        c in summary for c in TORCH_TRAINING) else None
+    if torch_best:
+        for case in OURS_TRAINING:
+            if case in summary:
+                ratios[f"{case} / best PyTorch ({torch_best[1]})"] = (
+                    summary[case]["median"] / torch_best[0])
     if ours and "pipeline" in summary:
         ratios["pipeline / ours_train"] = summary["pipeline"]["median"] / ours
     flops = next((s.get("flops_forward") for s in summary.values() if s.get("flops_forward")), None)
@@ -89,6 +99,14 @@ def format_table(report: dict) -> str:
         f"{report['dataset']} data, median of {report['repeats']} interleaved repeats",
         f"device: {report['device']['cpu']} ({report['device']['cores']} cores)"
         + (f", GPUs: {', '.join(report['device']['gpus'])}" if report["device"]["gpus"] else ""),
+    ]
+    if report.get("isa"):
+        from keras_cnns.measure.isa import describe
+
+        lines.append(describe(report["isa"]))
+    if report.get("load_average"):
+        lines.append("load average at the end: " + " ".join(map(str, report["load_average"])))
+    lines += [
         "",
         "| case | median | runs | of peak | peak RSS |",
         "|---|---:|---|---:|---:|",
@@ -99,6 +117,8 @@ def format_table(report: dict) -> str:
         median = f"{stats['median']:,.1f} {unit}"
         if "latency_ms" in stats and case.endswith("b1"):
             median += f" ({stats['latency_ms']:.2f} ms)"
+        if "compile_s" in stats:
+            median += f" (+{stats['compile_s']:.0f} s compile)"
         peak = f"{stats['of_peak']:.0%}" if "of_peak" in stats else ""
         lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB |")
     lines.append("")

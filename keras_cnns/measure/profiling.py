@@ -18,6 +18,9 @@ matrix products, the FLOPs of the model. `kernel GFLOP/s` is the training FLOPs 
 the kernel time: how close those kernels run to the machine's peak (`benchmark.py`'s `peak`).
 Dividing PyTorch's untraced step by our kernel time bounds the speed-up any amount of
 framework work on our side could buy without faster kernels.
+
+`--isa avx2` caps both sides to AVX2 kernels (`isa.py`); the report's header and JSON record
+the CPU's ISA classes and what each side's oneDNN dispatched to.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
 
 CATEGORIES = (
     "conv forward",
@@ -186,6 +191,7 @@ def _run_side(args, side: str) -> dict:
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(emulation_env(args.isa))
     if side == "ours":
         env["TF_NUM_INTEROP_THREADS"] = "1"  # serial ops: their times add up to the step
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
@@ -257,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
                         help="PyTorch memory format: nchw (the seed's code) or cl")
     parser.add_argument("--mixed-precision")
+    parser.add_argument("--isa", choices=ISA_CHOICES, default="native",
+                        help="cap both sides' kernels to this ISA (avx2: an AVX2 machine's "
+                        "kernels on an AVX-512 host); default: the CPU's own")
     parser.add_argument("--json", help="also write the report here")
     parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)
     return parser
@@ -275,9 +284,14 @@ def main(argv=None) -> int:
         print(json.dumps(result), flush=True)
         return 0
     print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side", flush=True)
+    facts = isa_facts(args.isa)
+    print(describe(facts), flush=True)
     ours, theirs = _run_side(args, "ours"), _run_side(args, "torch")
     report = summarise(ours, theirs, args.layout, args.batch_size)
+    report["isa"] = facts
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(format_report(report))
+    print(f"load average at the end: {' '.join(map(str, report['load_average']))}")
     print("\nslowest ops, ours:")
     for name, ms in ours["top_ops"]:
         print(f"  {ms:8.2f} ms  {name}")
