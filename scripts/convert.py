@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                 if not source.is_dir():
                     parser.error("--to onnx takes an export directory (its ONNX graph includes "
                                  "the export's preprocessing)")
-                from keras_cnns.onnx_export import add_onnx
+                from keras_cnns.export import add_onnx
 
                 section = add_onnx(source, replace=args.replace)
                 print(f"wrote {source / section['file']} (opset {section['opset']}); "

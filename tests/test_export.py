@@ -54,7 +54,7 @@ def test_saved_model_loads_plainly_with_both_signatures(grey):
     serving = loaded.signatures["serving_default"]
     (spec,) = serving.structured_input_signature[1].values()
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None] * 4
-    assert set(serving.structured_outputs) == {"probabilities", "classes"}
+    assert set(serving.structured_outputs) == {"probabilities", "classes", "labels"}
     x, _, _ = pipeline_batch(source)
     logits = loaded.serve(x).numpy()
     np.testing.assert_allclose(logits, model(x, training=False).numpy(), atol=1e-5)
@@ -73,6 +73,11 @@ def test_serving_default_equals_keras_softmax_on_the_pipeline_batch(grey):
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert out["classes"].dtype == tf.int64
     np.testing.assert_array_equal(out["classes"].numpy(), probabilities.argmax(-1))
+    # Each image's class name, from the data set's names (the manifest's), in the graph.
+    assert out["labels"].dtype == tf.string
+    names = source.info.class_names
+    assert [label.decode() for label in out["labels"].numpy()] == \
+        [names[c] for c in out["classes"].numpy()]
 
 
 @pytest.mark.parametrize("shape", [(2, 16, 16, 1), (3, 31, 17, 1), (1, 9, 40, 3), (2, 16, 16, 3)])
@@ -173,7 +178,7 @@ def test_a_failure_mid_write_leaves_no_directory_behind(grey, tmp_path, monkeypa
     def fail(*args, **kwargs):  # after the SavedModel and model.keras are written
         raise error("disk full")
 
-    monkeypatch.setattr(export_lib, "score", fail)
+    monkeypatch.setattr(export_lib.bundle, "score", fail)
     with pytest.raises(error, match="disk full"):
         export_lib.export_model(model, tmp_path / "out", config=CONFIG, source=source,
                                 metrics={})
@@ -182,7 +187,7 @@ def test_a_failure_mid_write_leaves_no_directory_behind(grey, tmp_path, monkeypa
 
 def test_a_large_test_split_is_left_out_with_a_note(grey, tmp_path, monkeypatch):
     source, model, _ = grey
-    monkeypatch.setattr(export_lib, "TEST_SET_LIMIT_BYTES", 1000)
+    monkeypatch.setattr(export_lib.bundle, "TEST_SET_LIMIT_BYTES", 1000)
     path = export_lib.export_model(model, tmp_path / "big", config=CONFIG, source=source,
                                    metrics={})
     manifest = export_lib.read_manifest(path)
@@ -209,3 +214,44 @@ def test_read_manifest_errors_are_one_sentence(tmp_path):
         export_lib.read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"ok": 1}))
     assert export_lib.read_manifest(tmp_path) == {"ok": 1}
+
+
+def test_export_package_imports_without_a_cycle():
+    """Every module of keras_cnns/export/ imports only modules before it: the graph of their
+    `keras_cnns.export.*` imports (top-level and inside functions) is acyclic."""
+    import ast
+    from graphlib import CycleError, TopologicalSorter
+    from pathlib import Path
+
+    package = Path(export_lib.__file__).parent
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        imported = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module == "keras_cnns.export":
+                    imported |= {alias.name for alias in node.names} & modules
+                    if not {alias.name for alias in node.names} <= modules:
+                        imported.add("__init__")  # a module must not import the package
+                elif node.module.startswith("keras_cnns.export."):
+                    imported.add(node.module.rsplit(".", 1)[1])
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name.rsplit(".", 1)[1] for alias in node.names
+                             if alias.name.startswith("keras_cnns.export.")}
+        graph[name] = imported
+    assert all("__init__" not in deps for deps in graph.values()), graph
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as error:
+        pytest.fail(f"import cycle in keras_cnns/export: {error.args[1]}")
+    assert set(order) == modules
+    # And the package imports in a fresh interpreter (where a cycle would meet a partially
+    # initialised module), with every public name.
+    import subprocess
+    import sys
+
+    probe = "import keras_cnns.export as e; print(sorted(set(e.__all__) - set(dir(e))))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]

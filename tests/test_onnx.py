@@ -1,7 +1,8 @@
 """ONNX: model.onnx in an export, onnxruntime against the SavedModel, and adding it afterwards.
 
-The contract (keras_cnns/onnx_export.py): onnxruntime's probabilities equal `serving_default`'s
-within 1e-5 (relative to their max), on uint8 images of any size, grey or colour.
+The contract (keras_cnns/export/onnx_export.py): onnxruntime's probabilities equal
+`serving_default`'s within 1e-5 (relative to their max), on uint8 images of any size, grey or
+colour, and its labels are the class names of its classes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("these tests build their exports under the TensorFlow backend",
                 allow_module_level=True)
 
-from keras_cnns import onnx_export  # noqa: E402
+from keras_cnns.export import onnx_export  # noqa: E402
 
 
 def gap(values, reference) -> float:
@@ -91,7 +92,7 @@ def test_onnx_signature(with_onnx):
     assert images.name == "images" and images.type == "tensor(uint8)" and len(images.shape) == 4
     outputs = {o.name: o.type for o in sess.get_outputs()}
     assert outputs == {"probabilities": "tensor(float)", "classes": "tensor(int64)",
-                       "logits": "tensor(float)"}
+                       "labels": "tensor(string)", "logits": "tensor(float)"}
 
 
 @pytest.mark.parametrize("shape", [(5, 16, 16, 1), (3, 31, 17, 1), (2, 9, 40, 3)])
@@ -101,6 +102,8 @@ def test_onnxruntime_gives_the_saved_models_probabilities(with_onnx, model, shap
     got = onnx_export.run_onnx(onnx_export.session(with_onnx / "model.onnx"), images)
     assert gap(got["probabilities"], want["probabilities"].numpy()) <= RTOL
     np.testing.assert_array_equal(got["classes"], want["classes"].numpy())
+    # tf2onnx turns the SavedModel's string gather into an ONNX Gather on a string table.
+    assert got["labels"].tolist() == [label.decode() for label in want["labels"].numpy()]
     probabilities = tf.nn.softmax(got["logits"]).numpy()
     assert gap(probabilities, want["probabilities"].numpy()) <= RTOL
 
@@ -134,20 +137,20 @@ def test_add_onnx_to_an_existing_export(source, model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)
     with pytest.raises(export_lib.ExportError, match="differ"):
-        onnx_export.add_onnx(path)
+        export_lib.add_onnx(path)
     assert (path / "manifest.json").read_text() == before  # a failed add changes nothing
     assert sorted(p.relative_to(path) for p in path.rglob("*")) == files  # no temporaries
     monkeypatch.undo()
 
-    section = onnx_export.add_onnx(path)
+    section = export_lib.add_onnx(path)
     manifest = export_lib.read_manifest(path)
     assert manifest["onnx"] == section and section["max_probability_gap"] <= RTOL
     assert manifest["files"]["model.onnx"] == export_lib.sha256_file(path / "model.onnx")
     unchanged = {k: v for k, v in manifest.items() if k not in ("onnx", "files")}
     assert unchanged == {k: v for k, v in json.loads(before).items() if k != "files"}
     with pytest.raises(export_lib.ExportError, match="already has model.onnx"):
-        onnx_export.add_onnx(path)
-    assert onnx_export.add_onnx(path, replace=True)["file"] == "model.onnx"
+        export_lib.add_onnx(path)
+    assert export_lib.add_onnx(path, replace=True)["file"] == "model.onnx"
 
 
 @pytest.mark.slow

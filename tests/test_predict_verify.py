@@ -122,7 +122,7 @@ def test_verify_fails_with_one_sentence_naming_what_differs(copy, damage):
 
 
 def test_verify_of_an_export_without_its_test_split_needs_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "TEST_SET_LIMIT_BYTES", 0)
+    monkeypatch.setattr(export_lib.bundle, "TEST_SET_LIMIT_BYTES", 0)
     source, path = make_export(tmp_path / "big")
     result = run(VERIFY, path)
     assert result.returncode == 0, result.stderr

@@ -1,12 +1,13 @@
 """The SavedModel inside an export: its two signatures, and how each Keras backend writes them.
 
-    serving_default(images: uint8 [batch, height, width, 1 or 3]) -> probabilities, classes
+    serving_default(images: uint8 [batch, height, width, 1 or 3]) -> probabilities, classes,
+        labels (the class names, when the export knows them)
     serve(inputs: float32 [batch, *model input]) -> logits
 
-`keras_cnns.export` assembles the export directory around what this module writes; see its
-docstring for the layout and the guarantees. TensorFlow traces the model directly; JAX goes
-through jax2tf; torch, whose Keras export needs torch_xla, through a TensorFlow-backend
-subprocess (`python -m keras_cnns.saved_model`) that loads the saved `model.keras`.
+`keras_cnns.export.bundle` assembles the export directory around what this module writes; see
+the package docstring for the layout and the guarantees. TensorFlow traces the model directly;
+JAX goes through jax2tf; torch, whose Keras export needs torch_xla, through a TensorFlow-backend
+subprocess (`keras_cnns.export.tensorflow_process`) that loads the saved `model.keras`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL_FILE = "model.keras"
-# Fixed, recorded batch size: the same images in another batching may differ in the last bit.
-EVAL_BATCH_SIZE = 256
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be written or read; the message is one sentence."""
+from keras_cnns.export.directory import EVAL_BATCH_SIZE, MODEL_FILE, ExportError
+from keras_cnns.export.tensorflow_process import run_tensorflow_writers
 
 
 def model_input_shape(model) -> tuple[int, int, int]:
@@ -70,11 +66,13 @@ def save_keras_file(model, path: str | Path) -> None:
         raw.unlink(missing_ok=True)
 
 
-def serving_function(model_call, input_shape, *, mean, std, logits: bool = False):
-    """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}` (+ "logits").
+def serving_function(model_call, input_shape, *, mean, std, class_names=None,
+                     logits: bool = False):
+    """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}`, plus "labels"
+    (tf.string, each image's class name) when `class_names` are given, plus "logits".
 
     `model_call(x)` maps preprocessed float32 `[batch, *input_shape]` to float32 logits; the
-    ONNX export (`keras_cnns.onnx_export`) converts this same function, with `logits=True`.
+    ONNX export (`keras_cnns.export.onnx_export`) converts this same function, with `logits=True`.
     """
     import tensorflow as tf
 
@@ -98,6 +96,8 @@ def serving_function(model_call, input_shape, *, mean, std, logits: bool = False
         out = model_call(x)
         result = {"probabilities": tf.nn.softmax(out, axis=-1),
                   "classes": tf.argmax(out, axis=-1, output_type=tf.int64)}
+        if class_names is not None:
+            result["labels"] = class_labels(class_names, result["classes"])
         if logits:
             result["logits"] = out
         return result
@@ -105,11 +105,20 @@ def serving_function(model_call, input_shape, *, mean, std, logits: bool = False
     return serving_default
 
 
-def write_saved_model(model, path: str | Path, *, mean, std) -> None:
+def class_labels(class_names, classes):
+    """tf.string names of int64 `classes`: a gather from a constant table, which the SavedModel,
+    tf2onnx and the TFLite converter all take."""
+    import tensorflow as tf
+
+    return tf.gather(tf.constant([str(name) for name in class_names], tf.string), classes)
+
+
+def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -> None:
     """Write `model` as a SavedModel with `serving_default` and `serve` (module docstring).
 
     `mean` and `std` are the source's per-channel constants on the [0, 1] scale, as training
     used them; `preprocess` maps them to the model's channels exactly as the pipeline does.
+    `class_names` (one per output) give serving_default its `labels` output.
 
     Under the TensorFlow and JAX Keras backends the SavedModel is written here (JAX's model
     call through jax2tf); under torch, whose Keras export needs torch_xla, a TensorFlow-backend
@@ -126,7 +135,8 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
         with tempfile.TemporaryDirectory(prefix="keras_cnns-export-") as tmp:
             keras_file = Path(tmp) / MODEL_FILE
             save_keras_file(model, keras_file)
-            write_in_tensorflow(keras_file, saved_model=path, mean=mean, std=std)
+            run_tensorflow_writers(keras_file, saved_model=path, mean=mean, std=std,
+                                   class_names=class_names)
         return
 
     serve_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")
@@ -135,7 +145,8 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
         def serve(inputs):
             return tf.cast(model(inputs, training=False), tf.float32)
 
-        serving_default = serving_function(serve, (height, width, channels), mean=mean, std=std)
+        serving_default = serving_function(serve, (height, width, channels), mean=mean, std=std,
+                                           class_names=class_names)
         _save_canonical(path, {
             "serving_default": tf.function(serving_default, input_signature=[images_spec],
                                            autograph=False),
@@ -159,7 +170,8 @@ def write_saved_model(model, path: str | Path, *, mean, std) -> None:
         "serve", serve_jax, input_signature=[serve_spec],
         jax2tf_kwargs={"native_serialization_platforms": ("cpu", "cuda")},
     )
-    serving_default = serving_function(model_call, (height, width, channels), mean=mean, std=std)
+    serving_default = serving_function(model_call, (height, width, channels), mean=mean, std=std,
+                                       class_names=class_names)
     # A traced tf.function is added as it is, not converted again.
     serving_default = tf.function(serving_default, input_signature=[images_spec],
                                   autograph=False)
@@ -290,39 +302,6 @@ def _canonical_fingerprint(path: Path) -> None:
     file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
-def write_in_tensorflow(keras_file: str | Path, *, saved_model: str | Path | None = None,
-                        onnx: str | Path | None = None, mean, std,
-                        opset: int | None = None) -> None:
-    """Write the SavedModel and/or ONNX file of a saved `.keras` model under the TensorFlow
-    backend, in a subprocess when this process runs another one."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        model = keras.saving.load_model(keras_file, compile=False)
-        if saved_model is not None:
-            write_saved_model(model, saved_model, mean=mean, std=std)
-        if onnx is not None:
-            from keras_cnns import onnx_export
-
-            onnx_export.write_onnx(model, onnx, mean=mean, std=std,
-                                   opset=opset or onnx_export.OPSET)
-        return
-    from keras_cnns.backends import BackendProcessError, run_python
-
-    args = ["-m", "keras_cnns.saved_model", "--keras", str(Path(keras_file).resolve())]
-    if saved_model is not None:
-        args += ["--saved-model", str(Path(saved_model).resolve())]
-    if onnx is not None:
-        args += ["--onnx", str(Path(onnx).resolve())]
-    if opset is not None:
-        args += ["--opset", str(opset)]
-    args += ["--mean", *map(repr, map(float, mean)), "--std", *map(repr, map(float, std))]
-    try:
-        run_python("tensorflow", args, what="TensorFlow export")
-    except BackendProcessError as error:
-        raise ExportError(str(error)) from None
-
-
 class _DropGradientWarnings:
     """A logging filter for the warning that every jax2tf SavedModel gets on loading (its
     functions keep no custom gradients; serving asks for none)."""
@@ -358,32 +337,3 @@ def run_serving(signature, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE
         probabilities.append(out["probabilities"].numpy())
         classes.append(out["classes"].numpy())
     return np.concatenate(probabilities), np.concatenate(classes)
-
-
-def _tensorflow_worker(argv=None) -> int:
-    """`python -m keras_cnns.saved_model --keras M.keras [--saved-model DIR] [--onnx FILE] ...`:
-    `write_in_tensorflow`'s child process (KERAS_BACKEND=tensorflow)."""
-    import argparse
-
-    from keras_cnns.runner import quiet_tensorflow
-
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m keras_cnns.saved_model")
-    parser.add_argument("--keras", required=True)
-    parser.add_argument("--saved-model")
-    parser.add_argument("--onnx")
-    parser.add_argument("--opset", type=int)
-    parser.add_argument("--mean", type=float, nargs="+", required=True)
-    parser.add_argument("--std", type=float, nargs="+", required=True)
-    args = parser.parse_args(argv)
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        parser.error(f"needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}")
-    write_in_tensorflow(args.keras, saved_model=args.saved_model, onnx=args.onnx,
-                        mean=args.mean, std=args.std, opset=args.opset)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_tensorflow_worker())

@@ -7,7 +7,7 @@ batch goes through five paths:
     jax          Keras, KERAS_BACKEND=jax          }  same model.keras; predict_on_batch after
     torch        Keras, KERAS_BACKEND=torch        }  compile() (XLA / jax.jit / eager)
     reference    the PyTorch reference module (keras_cnns.reference), weights ported
-    onnx         onnxruntime on model.onnx (keras_cnns.onnx_export: uint8 images in, the
+    onnx         onnxruntime on model.onnx (keras_cnns.export.onnx_export: uint8 images in, the
                  preprocessing inside the graph)
 
 and the report gives, per path, `max|logits - tf| / max|tf|` over the batch (tf: the
@@ -205,7 +205,7 @@ def reference_path(case: dict, repeats: int) -> tuple[np.ndarray, float]:
 def onnx_path(case: dict, repeats: int) -> tuple[np.ndarray, float]:
     import keras
 
-    from keras_cnns import onnx_export
+    from keras_cnns.export import onnx_export
 
     case_dir = Path(case["dir"])
     onnx_file = case_dir / "model.onnx"

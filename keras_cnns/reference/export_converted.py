@@ -62,12 +62,13 @@ def export_converted(
         ExportError,
         hardware,
         load_serving,
+        model_input_shape,
         run_serving,
+        save_keras_file,
         versions,
         write_export,
         write_saved_model,
     )
-    from keras_cnns.saved_model import model_input_shape
 
     height, width, channels = model_input_shape(model)
     class_names = [str(name) for name in class_names]
@@ -87,8 +88,8 @@ def export_converted(
     )
 
     def contents(tmp_dir: Path) -> dict[str, Any]:
-        write_saved_model(model, tmp_dir, mean=mean, std=std)
-        model.save(tmp_dir / MODEL_FILE)
+        write_saved_model(model, tmp_dir, mean=mean, std=std, class_names=class_names)
+        save_keras_file(model, tmp_dir / MODEL_FILE)
         golden, _ = run_serving(load_serving(tmp_dir), probe, batch_size=len(probe))
         np.savez_compressed(tmp_dir / GOLDEN_FILE, images=probe,
                             labels=np.zeros(len(probe), np.int64))

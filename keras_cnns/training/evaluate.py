@@ -57,8 +57,7 @@ def is_export(path: Path) -> bool:
 def check_export_files(export: Path) -> None:
     """Every file the manifest lists is there with its sha256, so what is scored is what was
     exported (a truncated variables file would leave model.keras loadable but the export not)."""
-    from keras_cnns.export import sha256_file
-    from keras_cnns.saved_model import ExportError
+    from keras_cnns.export import ExportError, sha256_file
 
     manifest = read_json_file(export / "manifest.json", "The manifest of")
     files = manifest.get("files") if isinstance(manifest, dict) else None

@@ -1,0 +1,217 @@
+"""The export directory: its file names, atomic writing and amending, the manifest, provenance.
+
+Every other module of `keras_cnns.export` builds on this one, which imports none of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_cnns import faults
+from keras_cnns.machine import cpu_facts, process_alive
+
+FORMAT_VERSION = 2
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.keras"
+TEST_SET_FILE = "test_set.npz"
+GOLDEN_FILE = "golden.npz"
+ONNX_FILE = "model.onnx"
+TFLITE_FILE = "model.tflite"
+# Fixed, recorded batch size: the same images in another batching may differ in the last bit.
+EVAL_BATCH_SIZE = 256
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be written or read; the message is one sentence."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_default(value):
+    # Metrics often carry numpy scalars (np.float32 is not a float subclass).
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def manifest_text(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True, default=json_default) + "\n"
+
+
+def versions() -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    import keras_cnns
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "keras_cnns": keras_cnns.__version__,
+        "git_commit": _git_commit(),
+    }
+
+
+def hardware() -> dict[str, Any]:
+    import tensorflow as tf
+
+    cpu_model, cpu_isa = cpu_facts()
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model,
+        "cpu_isa": cpu_isa,
+        "cpu_count": os.cpu_count(),
+        "gpus": [
+            tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")
+        ],
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        result = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, Any]]) -> Path:
+    """Write an export directory atomically.
+
+    `write_contents(tmp_dir)` writes the export's files into `tmp_dir` and
+    returns the manifest (without `files`); the file hashes are added here.
+    """
+    output = Path(output)
+    if output.exists():
+        raise ExportError(f"Export path {output} already exists; choose another --output.")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"Cannot create the export's folder {output.parent}: "
+                          f"{error.strerror or error}.") from None
+    remove_stale_exports(output.parent)
+    # Not mkdtemp: its directory is private, and an export is meant to be read by servers too;
+    # mkdir applies the umask, and fails rather than share a name.
+    tmp_dir = output.parent / f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp_dir.mkdir()
+    except OSError as error:
+        raise ExportError(f"Cannot write into {output.parent}: {error.strerror or error}.") \
+            from None
+    try:
+        manifest = write_contents(tmp_dir)
+        manifest["files"] = {
+            path.relative_to(tmp_dir).as_posix(): sha256_file(path)
+            for path in sorted(tmp_dir.rglob("*"))
+            if path.is_file()
+        }
+        (tmp_dir / MANIFEST_FILE).write_text(manifest_text(manifest))
+        faults.reach("export")
+        # rename() is atomic on one filesystem and fails if a non-empty `output` appeared
+        # meanwhile (an empty one is replaced, which loses nothing).
+        os.rename(tmp_dir, output)
+    except OSError as error:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ExportError(
+                f"The disk filled up while writing the export {output}; nothing was kept. Free "
+                "some space and run the same command again: the finished run only exports."
+            ) from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return output
+
+
+_TEMPORARY_EXPORT = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+
+
+def remove_stale_exports(parent: Path) -> list[Path]:
+    """Delete the temporary folders that exports killed outright left in `parent`.
+
+    A folder is stale when the process its name records no longer runs on this host. (On a
+    filesystem shared between hosts, give each host its own export folder: a pid from another
+    host cannot be checked here.) Returns them, and says so on stdout.
+    """
+    removed = []
+    for path in Path(parent).glob(".*.tmp-*"):
+        match = _TEMPORARY_EXPORT.match(path.name)
+        if match and path.is_dir() and not process_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            print(f"Removed {path}, the unfinished export of process {match.group(1)}, which "
+                  "no longer runs.", flush=True)
+    return removed
+
+
+def read_manifest(export_dir: str | Path) -> dict[str, Any]:
+    path = Path(export_dir) / MANIFEST_FILE
+    if not Path(export_dir).is_dir():
+        raise ExportError(f"Export {export_dir} does not exist.")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"Export {export_dir} has no {MANIFEST_FILE}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ExportError(f"The manifest of export {export_dir} is not valid JSON.") from None
+
+
+def temporary_sibling(export_dir: Path, name: str) -> Path:
+    """A hidden, unique name inside `export_dir` for `name` while it is being written."""
+    return Path(export_dir) / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def add_file(export_dir: str | Path, written: Path, name: str, section: dict) -> None:
+    """Move the finished file `written` into the export as `name` and record it in the manifest
+    (its `files` hash and the top-level `section` under `name`'s format key, e.g. `onnx`).
+
+    The file goes first, then the manifest that lists it: each rename is atomic, and if the
+    second fails the first is undone, so the export stays as it was or gains both.
+    """
+    export_dir = Path(export_dir)
+    manifest = read_manifest(export_dir)
+    key = Path(name).suffix.lstrip(".")
+    files = dict(manifest.get("files") or {})
+    files[name] = sha256_file(written)
+    manifest = {**manifest, "files": dict(sorted(files.items())), key: section}
+    tmp_manifest = temporary_sibling(export_dir, MANIFEST_FILE)
+    target = export_dir / name
+    try:
+        tmp_manifest.write_text(manifest_text(manifest))
+        os.replace(written, target)
+        try:
+            os.replace(tmp_manifest, export_dir / MANIFEST_FILE)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    finally:
+        tmp_manifest.unlink(missing_ok=True)
