@@ -38,20 +38,7 @@ def is_finished(run_dir: Path) -> bool:
 
 def find_unfinished(config: RunConfig) -> Path | None:
     """The newest unfinished run under `config.run_dir` whose identity matches `config`."""
-    root = Path(config.run_dir)
-    if not root.is_dir():
-        return None
-    identity = config.identity()
-    candidates = []
-    for marker in root.glob(f"*/{IDENTITY_FILE}"):
-        run_dir = marker.parent
-        try:
-            same = marker.read_text().strip() == identity
-        except OSError:
-            continue
-        if same and not is_finished(run_dir) and not is_diverged(run_dir):
-            candidates.append(run_dir)
-    return max(candidates, key=lambda p: p.name) if candidates else None
+    return _newest(config, lambda run_dir: not is_finished(run_dir) and not is_diverged(run_dir))
 
 
 def is_diverged(run_dir: Path) -> bool:
@@ -60,12 +47,17 @@ def is_diverged(run_dir: Path) -> bool:
 
 def latest_diverged(config: RunConfig) -> Path | None:
     """The newest run of the identical command that diverged, to say so before starting anew."""
+    return _newest(config, is_diverged)
+
+
+def _newest(config: RunConfig, wanted) -> Path | None:
+    """The newest run directory of `config`'s identity for which `wanted(run_dir)` holds."""
     root = Path(config.run_dir)
     if not root.is_dir():
         return None
     identity = config.identity()
-    found = [m.parent for m in root.glob(f"*/{IDENTITY_FILE}")
-             if is_diverged(m.parent) and _read(m) == identity]
+    found = [marker.parent for marker in root.glob(f"*/{IDENTITY_FILE}")
+             if _read(marker) == identity and wanted(marker.parent)]
     return max(found, key=lambda p: p.name) if found else None
 
 
