@@ -48,6 +48,10 @@ HELP = {
     "strategy": "auto, default, mirrored (all local GPUs) or multi_worker (TF_CONFIG)",
     "output": "export directory; default saved_models/<model>-<dataset>-<stamp>",
     "onnx": "also write model.onnx into the export (needs the onnx extra)",
+    "tflite": "also write model.tflite (LiteRT, builtin ops, uint8 images of the model's input "
+    "size in), checked by the interpreter on the test split",
+    "tflite_quantize": "none (float32) or int8: full-integer quantisation of model.tflite, "
+    "calibrated on training images",
     "run_dir": "parent folder of run directories",
     "resume": "continue the unfinished run in this run directory",
 }

@@ -21,8 +21,9 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("off", "auto", "float16", "bfloat16")
+TFLITE_QUANTIZE = ("none", "int8")
 # Fields that say where a run lives, not what it computes: excluded from the run's identity.
-_PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx")
+_PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_quantize")
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -84,6 +85,8 @@ class RunConfig:
     strategy: str = "auto"
     output: str | None = None
     onnx: bool = False
+    tflite: bool = False
+    tflite_quantize: str = "none"
     run_dir: str = "runs"
     resume: str | None = None
 
@@ -228,6 +231,7 @@ def _validate(config: RunConfig) -> None:
     check_choice("schedule", SCHEDULES)
     check_choice("strategy", STRATEGIES)
     check_choice("mixed_precision", MIXED_PRECISION)
+    check_choice("tflite_quantize", TFLITE_QUANTIZE)
     check_float("lr", 0.0, None, low_open=True)
     check_float("warmup_epochs", 0.0, None)
     check_float("weight_decay", 0.0, None)
@@ -253,6 +257,8 @@ def _validate(config: RunConfig) -> None:
             f"Model '{config.model}' has no option {unknown[0]!r}; "
             f"its options are: {', '.join(entry.options)}."
         )
-    for name in ("deterministic", "jit_compile", "onnx"):
+    for name in ("deterministic", "jit_compile", "onnx", "tflite"):
         if not isinstance(getattr(config, name), bool):
             fail(f"{name} must be true or false, got {getattr(config, name)!r}.")
+    if config.tflite_quantize != "none" and not config.tflite:
+        fail(f"--tflite-quantize {config.tflite_quantize} quantises model.tflite; add --tflite.")

@@ -93,6 +93,24 @@ def check_extras(config: RunConfig) -> None:
                 f"--onnx needs {', '.join(missing)}; install the onnx extra "
                 "(pip install -e '.[onnx]') or drop --onnx."
             )
+    if config.tflite:
+        missing = tflite_converter_missing()
+        if missing:
+            raise ConfigError(f"--tflite needs TensorFlow's TFLite converter, and {missing}; "
+                              "drop --tflite or install a TensorFlow that has it.")
+
+
+def tflite_converter_missing() -> str | None:
+    """Why the TFLite converter cannot run here, or None when it can."""
+    try:
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter
+    except (ImportError, AttributeError) as error:
+        return f"it is not importable ({error})"
+    if not hasattr(converter, "from_saved_model"):
+        return f"TensorFlow {tf.__version__}'s tf.lite.TFLiteConverter has no from_saved_model"
+    return None
 
 
 def _importable(module: str) -> bool:

@@ -1,4 +1,4 @@
-"""Convert a model between Keras, PyTorch and ONNX: `python scripts/convert.py SOURCE --to FORMAT`.
+"""Convert a model between Keras, PyTorch, ONNX and TFLite: `convert.py SOURCE --to FORMAT`.
 
     convert.py MODEL.keras|EXPORT --to torch [--output W.pt]
         the PyTorch reference module's state_dict (keras_cnns.reference), plus W.json beside it
@@ -14,10 +14,17 @@
         for scripts/predict.py; a .pt is converted first as for --to keras.
     convert.py EXPORT --to onnx [--replace]
         adds model.onnx (serving_default as ONNX) to the export and its manifest.
+    convert.py EXPORT --to tflite [--tflite-quantize int8] [--replace]
+        adds model.tflite (LiteRT: uint8 [1, H, W, C] images of the model's input size in,
+        probabilities, classes and labels out, builtin ops only) to the export and its
+        manifest; int8 is full-integer quantisation calibrated on the export's training split,
+        reloaded from its config and checked against its fingerprint.
 
 Torch conversions check themselves (both models' logits on one random batch, relative gap at
 most 1e-5) and print the gap; ONNX is checked with onnxruntime against the SavedModel's
-probabilities on the export's stored test images. Any failure is one sentence and exit 1.
+probabilities on the export's stored test images; TFLite by the interpreter on them (float:
+probabilities within 1e-5; int8: accuracy within 1 point). Any failure is one sentence and
+exit 1.
 """
 
 import argparse
@@ -42,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
     parser.add_argument("source", type=Path, help="a .keras file, an export directory, or a .pt")
-    parser.add_argument("--to", required=True, choices=("torch", "keras", "onnx", "export"))
+    parser.add_argument("--to", required=True,
+                        choices=("torch", "keras", "onnx", "tflite", "export"))
     parser.add_argument("--output", type=Path,
                         help="the file (torch, keras) or directory (export) to write")
     parser.add_argument("--like", type=Path,
@@ -53,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
                         help="--to keras: model options, e.g. dropout=0.5 width=0.5")
     parser.add_argument("--replace", action="store_true",
-                        help="--to onnx: replace an existing model.onnx")
+                        help="--to onnx/tflite: replace an existing model.onnx/model.tflite")
+    parser.add_argument("--tflite-quantize", choices=("none", "int8"), default="none",
+                        help="--to tflite: none (float32) or int8 (full-integer, calibrated on "
+                        "training images)")
     parser.add_argument("--mean", type=float, nargs="+",
                         help="--to export: per-channel mean on the [0, 1] scale (1 or 3 values)")
     parser.add_argument("--std", type=float, nargs="+",
@@ -95,6 +106,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     source = args.source
+    if args.tflite_quantize != "none" and args.to != "tflite":
+        parser.error(f"--tflite-quantize goes with --to tflite, not --to {args.to}")
     with user_errors(PROG):
         from keras_cnns.export import ExportError
 
@@ -110,6 +123,8 @@ def main(argv=None) -> int:
                       f"onnxruntime vs serving_default on {section['checked_images']} images: "
                       f"max probability gap {section['max_probability_gap']:.2e}")
                 return 0
+            if args.to == "tflite":
+                return _tflite(args, parser)
 
             from keras_cnns.reference.files import (
                 ConversionError,
@@ -138,6 +153,24 @@ def main(argv=None) -> int:
                 raise ExportError(str(error)) from None
         except ImportError as error:
             raise ExportError(str(error)) from None
+
+
+def _tflite(args, parser) -> int:
+    if not args.source.is_dir():
+        parser.error("--to tflite takes an export directory (its TFLite graph includes the "
+                     "export's preprocessing)")
+    from keras_cnns.export import add_tflite
+
+    quantize = None if args.tflite_quantize == "none" else args.tflite_quantize
+    section = add_tflite(args.source, quantize=quantize, replace=args.replace)
+    accuracy = section["test_accuracy"]
+    print(f"wrote {args.source / section['file']} ({quantize or 'float32'}, "
+          f"{section['size_bytes']} bytes); interpreter vs serving_default on "
+          f"{section['checked_images']} images: max probability gap "
+          f"{section['max_probability_gap']:.2e}"
+          + (f", test accuracy {accuracy:.4f} (serving_default "
+             f"{section['serving_default_test_accuracy']:.4f})" if accuracy is not None else ""))
+    return 0
 
 
 def _export(args, parser) -> int:

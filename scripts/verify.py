@@ -4,7 +4,10 @@ Checks, in order, and stops at the first failure with one sentence on stderr (ex
   1. every file's sha256 against the manifest (none missing, none added);
   2. the golden probabilities of the probe images, through `serving_default`;
   3. the test accuracy (exactly) and loss, through `serving_default` on the stored test split,
-     or on `--data FILE.npz` (arrays `images`, `labels`) when the export could not store it.
+     or on `--data FILE.npz` (arrays `images`, `labels`) when the export could not store it;
+  4. when the export has model.tflite: its test accuracy (exactly, as recorded in the manifest's
+     `tflite` section) and labels, run by tf.lite.Interpreter on the same split resized to its
+     input size, as keras_cnns.export.tflite_export.at_size does.
 
 It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
 wherever TensorFlow is; it repeats `keras_cnns.export.score` to do so, and must agree with it.
@@ -272,6 +275,56 @@ def check_accuracy(tf, signature, manifest: dict, test_set) -> str:
     return f"{accuracy:.4f} ({correct}/{len(labels)}), loss {loss:.4f}, as in the manifest"
 
 
+def tflite_at_size(tf, images, size):
+    """keras_cnns.export.tflite_export.at_size, repeated: bilinear resize, rounded to uint8."""
+    import numpy as np
+
+    if images.shape[1:3] == tuple(size):
+        return images
+    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear").numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def check_tflite(tf, export: Path, manifest: dict, test_set) -> str:
+    import warnings
+
+    import numpy as np
+
+    section = manifest.get("tflite")
+    if not isinstance(section, dict) or not _is_number(section.get("test_accuracy")):
+        raise VerifyError("The export has model.tflite but its manifest no tflite section "
+                          "with a test_accuracy.")
+    with warnings.catch_warnings():  # TF 2.21 says its interpreter moved to ai_edge_litert
+        warnings.simplefilter("ignore")
+        try:
+            runner = tf.lite.Interpreter(model_path=str(export / "model.tflite")) \
+                .get_signature_runner("serving_default")
+        except (ValueError, RuntimeError) as error:
+            raise VerifyError(f"model.tflite cannot be loaded ({error}).") from None
+    shape = runner.get_input_details()["images"]["shape"]
+    images, labels = test_set
+    if images.shape[-1] != shape[-1]:
+        raise VerifyError(f"model.tflite takes {shape[-1]} channels, the test images have "
+                          f"{images.shape[-1]}.")
+    images = tflite_at_size(tf, images, (int(shape[1]), int(shape[2])))
+    classes, names = [], []
+    for image in images:
+        out = runner(images=image[None])
+        classes.append(int(out["classes"][0]))
+        if "labels" in out:
+            names.append(out["labels"][0].decode())
+    correct = int(np.sum(np.asarray(classes) == np.asarray(labels)))
+    accuracy = correct / len(labels)
+    if accuracy != section["test_accuracy"]:
+        raise VerifyError(f"The TFLite test accuracy is {section['test_accuracy']} in the "
+                          f"manifest but model.tflite scores {accuracy} ({correct}/{len(labels)}).")
+    class_names = (manifest.get("dataset") or {}).get("class_names")
+    if names and isinstance(class_names, list) and names != [class_names[c] for c in classes]:
+        raise VerifyError("model.tflite's labels are not the class names of its classes.")
+    kind = section.get("quantize") or "float32"
+    return f"{kind} {accuracy:.4f} ({correct}/{len(labels)}), as in the manifest"
+
+
 def verify(export: Path, data: Path | None = None) -> list[str]:
     """Run every check; return the report lines, or raise VerifyError at the first failure."""
     lines = []
@@ -304,6 +357,12 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
         print(lines[-1], flush=True)
     else:
         ok("accuracy", check_accuracy(tf, signature, manifest, test_set))
+    if "model.tflite" in manifest["files"]:
+        if test_set is None:
+            lines.append("  skip  tflite    no test split to score model.tflite on")
+            print(lines[-1], flush=True)
+        else:
+            ok("tflite", check_tflite(tf, export, manifest, test_set))
     return lines
 
 

@@ -96,8 +96,9 @@ def add_tflite(export_dir: str | Path, *, quantize: str | None = None,
     return its manifest section. `replace=True` replaces an existing one."""
     export_dir = Path(export_dir)
     manifest, dataset = _prepare(export_dir, TFLITE_FILE, replace)
+    calibration = (tflite_export.calibration_sample(training_images(manifest)) if quantize
+                   else None)
     images, labels = export_images(export_dir, manifest)
-    calibration = training_images(manifest) if quantize else None
     class_names = dataset.get("class_names")
     written = temporary_sibling(export_dir, TFLITE_FILE)
     try:
@@ -107,8 +108,7 @@ def add_tflite(export_dir: str | Path, *, quantize: str | None = None,
         section = tflite_export.check_tflite(
             written, images, labels, load_serving(export_dir), class_names=class_names,
             quantize=quantize,
-            calibration_images=None if calibration is None else
-            len(tflite_export.calibration_sample(calibration)))
+            calibration_images=None if calibration is None else len(calibration))
         section["file"] = TFLITE_FILE
         if not (manifest.get("evaluation") or {}).get("test_set"):  # probe images, no labels
             section.update(test_images="the golden probe images", test_accuracy=None,

@@ -16,8 +16,8 @@ resized); resize them first, bilinear with half-pixel centres (`tf.image.resize`
 below does and as `serving_default` does inside), or serve the SavedModel.
 
 `quantize="int8"`: full-integer post-training quantisation, calibrated on `calibration`, uint8
-training images (never test images). Weights and activations are int8; the uint8 input is cast
-and quantised at the graph's entrance, and the probabilities are dequantised to float32.
+training images (never test images; `calibration_sample` picks them from the split). Weights
+and activations are int8; the uint8 input is cast and quantised at the graph's entrance, and the probabilities are dequantised to float32.
 
 `check_tflite` runs the file with the LiteRT interpreter (`ai_edge_litert` when importable,
 else `tf.lite.Interpreter`) on the stored test images, resized to the model's input size as
@@ -102,13 +102,14 @@ def write_tflite(model, path: str | Path, *, mean, std, class_names=None,
         return tf.cast(model(x, training=False), tf.float32)
 
     function = tflite_function(model_call, shape, mean=mean, std=std, class_names=class_names)
-    # Through a SavedModel: the converter then freezes the variables and keeps the output
-    # names (from a concrete function it keeps resource-variable ops, or loses the names).
+    frozen = _frozen(function)
+    # Through a SavedModel of the frozen function: the converter keeps the output names then
+    # (from a concrete function it loses them), and no variable is left to keep as a resource
+    # variable (READ_VARIABLE ops, and batched matmuls instead of FULLY_CONNECTED).
     with tempfile.TemporaryDirectory(prefix="keras_cnns-tflite-") as tmp:
         module = tf.Module()
-        module.serving = function
-        module.weights = list(model.variables)
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: function.get_concrete_function()})
+        module.serving = frozen
+        tf.saved_model.save(module, tmp, signatures={SIGNATURE: frozen.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize == "int8":
@@ -117,7 +118,7 @@ def write_tflite(model, path: str | Path, *, mean, std, class_names=None,
             if calibration.shape[-1] != shape[-1]:
                 raise ExportError(f"The calibration images have {calibration.shape[-1]} "
                                   f"channels, the model takes {shape[-1]}.")
-            samples = at_size(calibration_sample(calibration), shape[:2])
+            samples = at_size(calibration, shape[:2])
 
             def representative():
                 for image in samples:
@@ -125,11 +126,30 @@ def write_tflite(model, path: str | Path, *, mean, std, class_names=None,
 
             converter.representative_dataset = representative
         try:
-            data = converter.convert()
+            with warnings.catch_warnings():  # int8 calibration runs the deprecated interpreter
+                warnings.simplefilter("ignore")
+                data = converter.convert()
         except Exception as error:  # the converter's errors are many and unrelated classes
             raise ExportError(f"The TFLite converter failed: {str(error).splitlines()[0]}") \
                 from None
     Path(path).write_bytes(data)
+
+
+def _frozen(function):
+    """`function` with its variables folded into constants, and its named outputs."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    concrete = function.get_concrete_function()
+    constants = convert_variables_to_constants_v2(concrete)
+    names = sorted(concrete.structured_outputs)  # the flat order of a dict's values
+
+    def serving(images):
+        return dict(zip(names, constants(images), strict=True))
+
+    return tf.function(serving, input_signature=function.input_signature, autograph=False)
 
 
 def calibration_sample(images: np.ndarray, count: int = CALIBRATION_IMAGES) -> np.ndarray:
@@ -167,6 +187,12 @@ def interpreter(path: str | Path):
 
 def op_names(lite) -> list[str]:
     return sorted({op["op_name"] for op in lite._get_ops_details()})
+
+
+def float_ops(lite) -> list[str]:
+    """The ops that compute on float32 (in an int8 file: the entrance cast and the exits)."""
+    return sorted({op["op_name"] for op in lite._get_ops_details()
+                   if np.float32 in list(op["operand_types"]) + list(op["result_types"])})
 
 
 def run_tflite(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -240,6 +266,7 @@ def check_tflite(path: str | Path, images: np.ndarray, labels: np.ndarray, signa
                     **({"labels": "string [1], the class name"} if class_names is not None
                        else {})},
         "ops": ops,
+        "float_ops": float_ops(lite),
         "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__}), builtin ops only"
                      + (", full-integer int8" if quantize else ""),
         "calibration": ({"split": "train", "images": int(calibration_images or 0)}

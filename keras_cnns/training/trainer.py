@@ -293,6 +293,8 @@ def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> P
         metrics=_public_metrics(metrics),
         extra={"run_dir": str(run_dir)},
         onnx=config.onnx,
+        tflite=config.tflite,
+        tflite_quantize=None if config.tflite_quantize == "none" else config.tflite_quantize,
     )
 
 
