@@ -26,8 +26,8 @@ import tensorflow as tf
 from extras import require
 
 from keras_cnns import export as export_lib
-from keras_cnns import parity
-from keras_cnns.backends import backend_env
+from keras_cnns.measure import parity
+from keras_cnns.measure.backends import backend_env
 from keras_cnns.data import build_pipeline, load_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,0 @@
-"""Moved to `keras_cnns.measure.backends`; this alias keeps old imports working until they move."""
-
-import importlib
-import sys
-
-sys.modules[__name__] = importlib.import_module("keras_cnns.measure.backends")
