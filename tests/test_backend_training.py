@@ -26,9 +26,9 @@ import tensorflow as tf
 from extras import require
 
 from keras_cnns import export as export_lib
+from keras_cnns.data import build_pipeline, load_source
 from keras_cnns.measure import parity
 from keras_cnns.measure.backends import backend_env
-from keras_cnns.data import build_pipeline, load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
