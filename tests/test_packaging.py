@@ -52,6 +52,55 @@ def test_wheel_ships_the_search_spaces(tmp_path):
     assert Path(path) == site / "keras_cnns" / "__init__.py"
     assert "dropout" in names
 
+    # The commands run from the installed copy, outside any checkout: train's help, and the
+    # tune command's own search-space lookup (its first output line names the space).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "keras_cnns.train", "--help"],
+                            capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "--tflite" in result.stdout and "--model" in result.stdout
+    lookup = ("import keras_cnns.commands.tune as t, keras_cnns; "
+              "config, args = t.parse_args(['--model', 'lenet']); "
+              "from keras_cnns import tuning; print(keras_cnns.__file__); "
+              "print(tuning.default_space(config.model).names)")
+    result = subprocess.run([sys.executable, "-c", lookup], capture_output=True, text=True,
+                            timeout=120, cwd=elsewhere, env=env)
+    assert result.returncode == 0, result.stderr
+    path, names = result.stdout.splitlines()[-2:]
+    assert Path(path) == site / "keras_cnns" / "__init__.py" and "dropout" in names
+    entry_points = next(name for name in names_in(wheel) if name.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "keras-cnns-train = keras_cnns.commands.train:run" in scripts
+    assert "keras-cnns-tune = keras_cnns.commands.tune:run" in scripts
+
+
+def names_in(wheel) -> list[str]:
+    return zipfile.ZipFile(wheel).namelist()
+
+
+def test_the_library_never_imports_the_command_line_helper():
+    """keras_cnns.runner (quiet start-up, one-sentence exits) is for commands: only
+    keras_cnns/commands/ and scripts/ import it."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "keras_cnns").rglob("*.py"):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("keras_cnns/commands/") or relative == "keras_cnns/runner.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from keras_cnns import runner` names it as well as `from keras_cnns.runner`
+                modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            if "keras_cnns.runner" in modules:
+                offenders.append(relative)
+    assert offenders == []
+
 
 def test_default_spaces_come_from_the_model_registry_not_files():
     from keras_cnns import tuning

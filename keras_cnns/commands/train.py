@@ -1,0 +1,43 @@
+"""Train a model and export it: `python scripts/train.py --model NAME` (`--help` lists them).
+
+Flags map one to one onto RunConfig fields (`--help` lists them with their
+defaults); `--config run.json` loads a config, an export's manifest or a
+tuner's best.json, and flags beside it override it. Given an export's
+manifest, the run retrains it and reports whether the result reproduces it
+(exit status 1 when it does not).
+"""
+
+from keras_cnns.runner import quiet_tensorflow, user_errors
+
+
+def main(argv=None) -> int:
+    from keras_cnns.cli import parse_config
+
+    config, args = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
+    with user_errors("train.py"):
+        from keras_cnns.export import read_manifest
+        from keras_cnns.reproduce import judge, recorded_manifest
+        from keras_cnns.training import train
+
+        reference = recorded_manifest(getattr(args, "config", None))
+        result = train(config)
+        metrics = result.metrics
+        print()
+        print(
+            f"test accuracy  {metrics['test_accuracy']:.4f}  "
+            f"(loss {metrics['test_loss']:.4f}, {metrics['test_examples']} images)"
+        )
+        print(f"run directory  {result.run_dir}")
+        print(f"export         {result.export_dir}")
+        if reference is not None and result.export_dir is not None:
+            status, verdict = judge(reference, result.config.to_dict(),
+                                    read_manifest(result.export_dir))
+            print(f"reproduction   {verdict}")
+            return status
+    return 0
+
+
+def run() -> int:
+    """The `keras-cnns-train` console script and `python -m keras_cnns.train`."""
+    quiet_tensorflow()
+    return main()
