@@ -17,7 +17,8 @@ below does and as `serving_default` does inside), or serve the SavedModel.
 
 `quantize="int8"`: full-integer post-training quantisation, calibrated on `calibration`, uint8
 training images (never test images; `calibration_sample` picks them from the split). Weights
-and activations are int8; the uint8 input is cast and quantised at the graph's entrance, and the probabilities are dequantised to float32.
+and activations are int8; the uint8 input is cast and quantised at the graph's entrance, and
+the probabilities are dequantised to float32.
 
 `check_tflite` runs the file with the LiteRT interpreter (`ai_edge_litert` when importable,
 else `tf.lite.Interpreter`) on the stored test images, resized to the model's input size as
