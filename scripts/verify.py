@@ -150,9 +150,13 @@ def check_fields(manifest: dict) -> None:
         raise VerifyError(f"The manifest's {field} must be {want}, got {value!r}.")
 
     files, golden = manifest["files"], manifest["golden"]
-    evaluation, metrics = manifest["evaluation"], manifest["metrics"]
-    for field, value in (("files", files), ("golden", golden), ("evaluation", evaluation),
-                         ("metrics", metrics)):
+    # Converted weights (convert.py --to export) come with no test split: nothing to score.
+    scored = manifest.get("kind") != "converted"
+    evaluation, metrics = manifest["evaluation"] or {}, manifest["metrics"] or {}
+    sections = [("files", files), ("golden", golden)]
+    if scored:
+        sections += [("evaluation", manifest["evaluation"]), ("metrics", manifest["metrics"])]
+    for field, value in sections:
         if not isinstance(value, dict):
             bad(field, value, "an object")
     for name, digest in files.items():
@@ -170,6 +174,10 @@ def check_fields(manifest: dict) -> None:
         bad("golden.indices", indices, "a list of test indices")
     if not isinstance(golden.get("probabilities"), list):
         bad("golden.probabilities", golden.get("probabilities"), "a list")
+    if not scored:
+        if not golden.get("images_file"):
+            bad("golden.images_file", golden.get("images_file"), "the probe images' file")
+        return
     batch_size = evaluation.get("batch_size")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         bad("evaluation.batch_size", batch_size, "a positive integer")
@@ -345,7 +353,7 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
     except Exception as error:  # any load failure is a verification failure
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise VerifyError(f"The SavedModel in {export} cannot be loaded ({first}).") from None
-    evaluation = manifest["evaluation"]
+    evaluation = manifest["evaluation"] or {}
     test_set = None
     if data is not None:
         test_set = load_split(data, "--data")
@@ -353,7 +361,9 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
         test_set = load_split(export / evaluation["test_set"], "Test set")
     ok("golden", check_golden(tf, signature, export, manifest, test_set))
     if test_set is None:
-        lines.append(f"  skip  accuracy  {evaluation.get('note') or 'no test split stored'}")
+        why = evaluation.get("note") or ("converted weights, no test split" if not manifest[
+            "evaluation"] else "no test split stored")
+        lines.append(f"  skip  accuracy  {why}")
         print(lines[-1], flush=True)
     else:
         ok("accuracy", check_accuracy(tf, signature, manifest, test_set))

@@ -305,3 +305,8 @@ def test_converted_checkpoint_exports_and_predicts_its_class_names(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("tabby cat", "golden retriever", "espresso"):
         assert name in proc.stdout
+    # verify.py checks what a converted export has: hashes and golden probabilities.
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify.py"), str(export)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok    golden" in proc.stdout and "skip  accuracy  converted weights" in proc.stdout
