@@ -86,7 +86,7 @@ def check_export_in_tensorflow(export: Path) -> np.ndarray:
     serving = loaded.signatures["serving_default"]
     (spec,) = serving.structured_input_signature[1].values()
     assert spec.name == "images" and spec.dtype == tf.uint8 and spec.shape.as_list() == [None] * 4
-    assert set(serving.structured_outputs) == {"probabilities", "classes"}
+    assert set(serving.structured_outputs) == {"probabilities", "classes", "labels"}
     (spec,) = loaded.signatures["serve"].structured_input_signature[1].values()
     assert spec.name == "inputs" and spec.shape.as_list() == [None, 16, 16, 1]
 
