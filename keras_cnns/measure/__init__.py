@@ -5,6 +5,8 @@
 - `backends`: the current Keras backend, and Python subprocesses that run another.
 - `benchmark`, `benchmark_report`: interleaved training and inference speed of our path
   beside the PyTorch reference, and its tables (`scripts/benchmark.py`).
+- `torch_cases`: the PyTorch reference's benchmark cases, eager and under torch.compile.
+- `isa`: the CPU's ISA classes, what oneDNN dispatched to, and `--isa avx2` emulation.
 - `profiling`: where a training step's time goes, op by op (`scripts/profile_step.py`).
 
 Every tool takes model names from the registry (`keras_cnns.models.list_models()`) and derives
