@@ -217,14 +217,22 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
             f"Training stopped in epoch {error.epoch} because the loss became {error.loss}; "
             f"lower --lr (now {config.lr}) or check the data."
         ) from None
-    finally:
+    except BaseException:
         if not chief:
             shutil.rmtree(backup, ignore_errors=True)
+        raise
     train_seconds = time.perf_counter() - start
 
-    best = run_dir / run_state.BEST_FILE
     if recorder.state.best_epoch is not None:
+        # Each worker reads the best weights it committed itself (the same on every worker);
+        # a resumed run that trained no further epoch reads the chief's, which it restored.
+        best = run_state.best_weights_path(backup, recorder.state.best_epoch)
+        if not best.exists():
+            best = run_state.best_weights_path(run_dir / run_dirs.BACKUP_DIR,
+                                               recorder.state.best_epoch)
         model.load_weights(best)
+    if not chief:
+        shutil.rmtree(backup, ignore_errors=True)
     metrics = evaluate(model, test_ds, info.class_names, config)
     faults.reach("evaluate")
     metrics.update(
