@@ -69,6 +69,7 @@ from keras_cnns.export.directory import (
 from keras_cnns.export.saved_model import (
     load_serving,
     model_input_shape,
+    preprocessing_record,
     run_serving,
     save_keras_file,
     serving_function,
@@ -89,7 +90,8 @@ __all__ = [
     "LOSS_EPSILON", "MANIFEST_FILE", "MODEL_FILE", "ONNX_FILE", "TEST_SET_FILE",
     "TEST_SET_LIMIT_BYTES", "TFLITE_FILE", "ExportError", "add_onnx", "add_tflite",
     "content_sha256", "export_model", "golden_indices", "hardware", "load_serving",
-    "model_input_shape", "read_manifest", "remove_stale_exports", "run_serving",
+    "model_input_shape", "preprocessing_record", "read_manifest", "remove_stale_exports",
+    "run_serving",
     "save_keras_file", "score", "serving_function", "sha256_file", "versions",
     "write_export", "write_in_tensorflow", "write_saved_model",
 ]

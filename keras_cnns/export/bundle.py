@@ -27,6 +27,7 @@ from keras_cnns.export.directory import (
 from keras_cnns.export.saved_model import (
     load_serving,
     model_input_shape,
+    preprocessing_record,
     run_serving,
     save_keras_file,
     write_saved_model,
@@ -61,7 +62,6 @@ def export_model(
     None or "int8", calibrated on `source`'s training split), checked by the interpreter on the
     test split, and the manifest's `tflite` section.
     """
-    from keras_cnns.data.pipeline import match_stats
 
     info = source.info
     height, width, channels = model_input_shape(model)
@@ -74,7 +74,6 @@ def export_model(
     label_smoothing = float(config.get("label_smoothing") or 0.0)
     store_test_set = images.nbytes + labels.nbytes <= TEST_SET_LIMIT_BYTES
     probe = golden_indices(labels)
-    norm_mean, norm_std = match_stats(info.mean, info.std, channels)
     calibration = None
     if tflite and tflite_quantize:  # training images only: the test split stays unseen
         calibration = tflite_export.calibration_sample(source.arrays("train")[0])
@@ -131,16 +130,7 @@ def export_model(
             "format_version": FORMAT_VERSION,
             "config": config,
             "dataset": info.to_dict(),
-            "preprocessing": {
-                "input": "uint8 [batch, height, width, 1 or 3 channels], any height and width",
-                "steps": "x / 255; channels to the model's (ITU-R 601 luma or tiling); "
-                         "tf.image.resize bilinear, half-pixel centres, no antialiasing; "
-                         "(x - mean) / std per channel",
-                "image_size": [height, width],
-                "channels": channels,
-                "mean": norm_mean,
-                "std": norm_std,
-            },
+            "preprocessing": preprocessing_record(height, width, channels, info.mean, info.std),
             "metrics": evaluated,
             "evaluation": {
                 "endpoint": "serving_default",

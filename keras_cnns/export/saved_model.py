@@ -13,6 +13,7 @@ subprocess (`keras_cnns.export.tensorflow_process`) that loads the saved `model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,23 @@ def save_keras_file(model, path: str | Path) -> None:
                 target.writestr(entry, data)
     finally:
         raw.unlink(missing_ok=True)
+
+
+def preprocessing_record(height: int, width: int, channels: int, mean, std) -> dict[str, Any]:
+    """The manifest's `preprocessing` section: what serving_default does to its uint8 input."""
+    from keras_cnns.data.pipeline import match_stats
+
+    norm_mean, norm_std = match_stats(mean, std, channels)
+    return {
+        "input": "uint8 [batch, height, width, 1 or 3 channels], any height and width",
+        "steps": "x / 255; channels to the model's (ITU-R 601 luma or tiling); "
+                 "tf.image.resize bilinear, half-pixel centres, no antialiasing; "
+                 "(x - mean) / std per channel",
+        "image_size": [height, width],
+        "channels": channels,
+        "mean": norm_mean,
+        "std": norm_std,
+    }
 
 
 def serving_function(model_call, input_shape, *, mean, std, class_names=None,

@@ -54,7 +54,6 @@ def export_converted(
         class_names: one name per logit.
         conversion: what to record about the weights' origin (source file, logits gap, ...).
     """
-    from keras_cnns.data.pipeline import match_stats
     from keras_cnns.export import (
         FORMAT_VERSION,
         GOLDEN_FILE,
@@ -63,6 +62,7 @@ def export_converted(
         hardware,
         load_serving,
         model_input_shape,
+        preprocessing_record,
         run_serving,
         save_keras_file,
         versions,
@@ -82,7 +82,6 @@ def export_converted(
         raise ExportError(
             f"mean and std need 1 or 3 values each, std positive; got {mean} and {std}."
         )
-    norm_mean, norm_std = match_stats(mean, std, channels)
     probe = np.random.default_rng(PROBE_SEED).integers(
         0, 256, (PROBE_IMAGES, height, width, channels), dtype=np.uint8
     )
@@ -100,16 +99,7 @@ def export_converted(
             "conversion": dict(conversion or {}),
             "dataset": {"name": "converted", "class_names": class_names, "mean": mean,
                         "std": std, "channels": channels, "num_classes": classes},
-            "preprocessing": {
-                "input": "uint8 [batch, height, width, 1 or 3 channels], any height and width",
-                "steps": "x / 255; channels to the model's (ITU-R 601 luma or tiling); "
-                         "tf.image.resize bilinear, half-pixel centres, no antialiasing; "
-                         "(x - mean) / std per channel",
-                "image_size": [height, width],
-                "channels": channels,
-                "mean": norm_mean,
-                "std": norm_std,
-            },
+            "preprocessing": preprocessing_record(height, width, channels, mean, std),
             "metrics": None,
             "evaluation": None,
             "golden": {
