@@ -123,11 +123,6 @@ def train(
     from keras_cnns.preflight import check_run  # every refusal comes before any file is written
 
     check_run(config)
-    if config.augment not in data_lib.list_augment_policies():
-        raise ConfigError(
-            f"augment must be one of {', '.join(data_lib.list_augment_policies())}, "
-            f"got {config.augment!r}."
-        )
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,8 +141,6 @@ def train(
     chief = is_chief(strategy)
     policy = set_precision(config.mixed_precision)
 
-    if config.output and Path(config.output).exists() and not config.resume:
-        raise ConfigError(f"Export path {config.output} already exists; choose another --output.")
     source = load_source(config)
     diverged = None if config.resume else run_dirs.latest_diverged(config)
     # Every worker finds the same unfinished run (the run directory must be on a filesystem
