@@ -243,3 +243,21 @@ def test_erasing_boxes_stay_inside_the_image():
     out = augment_batch(x, tf.constant([3, 3]), AugmentPolicy("erase", erase_prob=1.0)).numpy()
     erased = (out != 1.0).reshape(64, -1).mean(axis=1)
     assert np.all(erased > 0) and np.all(erased <= 0.2 + 0.05)
+
+
+@pytest.mark.parametrize("batch_size, size", [(50, 16), (7, 8)])
+def test_a_stream_started_at_a_batch_is_the_uninterrupted_stream_from_there(batch_size, size):
+    """A resumed run rebuilds its training stream at the epoch's first batch (start_batch):
+    the same images, labels and augmentation as the stream that was never interrupted."""
+    from keras_cnns.data import build_pipeline, load_source
+
+    source = load_source("synthetic")
+    options = dict(image_size=size, batch_size=batch_size, augment="strong", repeat=True,
+                   shuffle=True, seed=3, deterministic=True, one_hot=10)
+    whole = list(build_pipeline(source, "train", **options).take(30).as_numpy_iterator())
+    for start in (1, 3, 13, 27):
+        part = build_pipeline(source, "train", start_batch=start, **options)
+        for (x, y), (x_whole, y_whole) in zip(part.take(30 - start).as_numpy_iterator(),
+                                               whole[start:], strict=True):
+            np.testing.assert_array_equal(x, x_whole)
+            np.testing.assert_array_equal(y, y_whole)
