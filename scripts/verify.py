@@ -5,9 +5,8 @@ Checks, in order, and stops at the first failure with one sentence on stderr (ex
   2. the golden probabilities of the probe images, through `serving_default`;
   3. the test accuracy (exactly) and loss, through `serving_default` on the stored test split,
      or on `--data FILE.npz` (arrays `images`, `labels`) when the export could not store it;
-  4. when the export has model.tflite: its test accuracy (exactly, as recorded in the manifest's
-     `tflite` section) and labels, run by tf.lite.Interpreter on the same split resized to its
-     input size, as keras_cnns.export.tflite_export.at_size does.
+  4. model.tflite, if any: its test accuracy (exactly, as its manifest section records) and
+     labels, by tf.lite.Interpreter on the split resized as tflite_export.at_size does.
 
 It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
 wherever TensorFlow is; it repeats `keras_cnns.export.score` to do so, and must agree with it.
@@ -337,16 +336,16 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
     """Run every check; return the report lines, or raise VerifyError at the first failure."""
     lines = []
 
-    def ok(what, detail):
-        lines.append(f"  ok    {what:<9} {detail}")
+    def report(what, detail, status="ok"):
+        lines.append(f"  {status:<5} {what:<9} {detail}")
         print(lines[-1], flush=True)
 
     manifest = read_manifest(export)
     config, dataset = manifest.get("config"), manifest.get("dataset")
     model = config.get("model") if isinstance(config, dict) else None
     name = dataset.get("name") if isinstance(dataset, dict) else None
-    ok("manifest", f"format {manifest['format_version']}, {model} on {name}")
-    ok("files", check_files(export, manifest["files"]))
+    report("manifest", f"format {manifest['format_version']}, {model} on {name}")
+    report("files", check_files(export, manifest["files"]))
     tf = import_tensorflow()
     try:
         signature = tf.saved_model.load(str(export)).signatures["serving_default"]
@@ -359,20 +358,17 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
         test_set = load_split(data, "--data")
     elif evaluation.get("test_set"):
         test_set = load_split(export / evaluation["test_set"], "Test set")
-    ok("golden", check_golden(tf, signature, export, manifest, test_set))
+    report("golden", check_golden(tf, signature, export, manifest, test_set))
     if test_set is None:
-        why = evaluation.get("note") or ("converted weights, no test split" if not manifest[
-            "evaluation"] else "no test split stored")
-        lines.append(f"  skip  accuracy  {why}")
-        print(lines[-1], flush=True)
+        report("accuracy", evaluation.get("note") or ("no test split stored" if evaluation
+                                                      else "converted weights, no test split"),
+               "skip")
     else:
-        ok("accuracy", check_accuracy(tf, signature, manifest, test_set))
-    if "model.tflite" in manifest["files"]:
-        if test_set is None:
-            lines.append("  skip  tflite    no test split to score model.tflite on")
-            print(lines[-1], flush=True)
-        else:
-            ok("tflite", check_tflite(tf, export, manifest, test_set))
+        report("accuracy", check_accuracy(tf, signature, manifest, test_set))
+    if "model.tflite" in manifest["files"] and test_set is None:
+        report("tflite", "no test split to score model.tflite on", "skip")
+    elif "model.tflite" in manifest["files"]:
+        report("tflite", check_tflite(tf, export, manifest, test_set))
     return lines
 
 
