@@ -21,6 +21,10 @@ framework work on our side could buy without faster kernels.
 
 `--isa avx2` caps both sides to AVX2 kernels (`isa.py`); the report's header and JSON record
 the CPU's ISA classes and what each side's oneDNN dispatched to.
+
+`--kernels` runs each side once more with `ONEDNN_VERBOSE=1` and puts the oneDNN kernels the
+two frameworks picked side by side, shape by shape, with oneDNN's own times
+(`onednn_kernels.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import time
 from pathlib import Path
 
 from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.measure.onednn_kernels import parse_exec_lines, per_step, side_by_side
 
 CATEGORIES = (
     "conv forward",
@@ -139,6 +144,39 @@ def _profile_ours(args) -> dict:
     return {**result, "step_ms": step_ms, "flops_forward": forward_flops(model)}
 
 
+KERNEL_WARMUP_STEPS = 5
+
+
+def _kernels_ours(args) -> dict:
+    """Run warm-up and `args.steps` steps of our training (oneDNN's log, turned on in the
+    environment, records them)."""
+    import tensorflow as tf
+
+    from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
+
+    config = benchmark_config(args)
+    set_precision(config.mixed_precision)
+    source, train_ds, _, _ = load_data(config)
+    steps = KERNEL_WARMUP_STEPS + args.steps
+    model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy())
+    model.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=0)
+    # fit runs whole compiled calls: an epoch may be a few steps longer than asked.
+    calls = -(-steps // model.steps_per_execution)
+    return {"steps_run": calls * model.steps_per_execution - KERNEL_WARMUP_STEPS}
+
+
+def _kernels_torch(args) -> dict:
+    from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.reference.training import reference_setup, reference_training_step
+
+    config = benchmark_config(args)
+    step = reference_training_step(reference_setup(config, args.layout == "cl"), config)
+    for _ in range(KERNEL_WARMUP_STEPS + args.steps):
+        step()
+    return {"steps_run": args.steps}
+
+
 def _profile_torch(args) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -181,8 +219,10 @@ def _profile_torch(args) -> dict:
 
 
 # -- parent side ------------------------------------------------------------------------------
-def _run_side(args, side: str) -> dict:
+def _run_side(args, side: str, kernels: bool = False) -> dict:
     argv = [sys.executable, "-m", "keras_cnns.measure.profiling", "--side", side]
+    if kernels:
+        argv.append("--kernels")
     for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
                  "mixed_precision"):
         value = getattr(args, name)
@@ -194,12 +234,17 @@ def _run_side(args, side: str) -> dict:
     env.update(emulation_env(args.isa))
     if side == "ours":
         env["TF_NUM_INTEROP_THREADS"] = "1"  # serial ops: their times add up to the step
+    if kernels:
+        env["ONEDNN_VERBOSE"] = "1"
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"profile_step.py: the {side} side failed: {tail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if kernels:
+        return per_step(parse_exec_lines(proc.stdout), result["steps_run"], KERNEL_WARMUP_STEPS)
+    return result
 
 
 def format_report(report: dict) -> str:
@@ -266,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--isa", choices=ISA_CHOICES, default="native",
                         help="cap both sides' kernels to this ISA (avx2: an AVX2 machine's "
                         "kernels on an AVX-512 host); default: the CPU's own")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also list the oneDNN kernels each side ran, shape by shape "
+                        "(one more run per side with ONEDNN_VERBOSE=1)")
     parser.add_argument("--json", help="also write the report here")
     parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)
     return parser
@@ -280,7 +328,10 @@ def main(argv=None) -> int:
     # benchmark._config reads these; the profile keeps the recipe's own values.
     args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
     if args.side:
-        result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
+        if args.kernels:
+            result = _kernels_ours(args) if args.side == "ours" else _kernels_torch(args)
+        else:
+            result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
         print(json.dumps(result), flush=True)
         return 0
     print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side", flush=True)
@@ -298,6 +349,12 @@ def main(argv=None) -> int:
     print("slowest ops, PyTorch:")
     for name, ms in theirs["top_ops"]:
         print(f"  {ms:8.2f} ms  {name}")
+    if args.kernels:
+        report["kernels"] = {
+            side: _run_side(args, side, kernels=True) for side in ("ours", "torch")
+        }
+        print("\noneDNN kernels, ms per step (oneDNN's own times):")
+        print(side_by_side(report["kernels"]["ours"], report["kernels"]["torch"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
