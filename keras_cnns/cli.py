@@ -83,7 +83,9 @@ def _recipe_default(name: str) -> str:
     for model in list_models():
         entry = get_model_entry(model)
         value = entry.recipe.get(name, entry.options.get(name))
-        parts.append(f"{model}: {value}")
+        changes = [f"{dataset}: {recipe[name]}" for dataset, recipe in
+                   entry.dataset_recipes.items() if name in recipe]
+        parts.append(f"{model}: {value}" + (f" ({', '.join(changes)})" if changes else ""))
     return "from the model's recipe (" + ", ".join(parts) + ")"
 
 
@@ -183,7 +185,8 @@ def _dropped_recipe(base: RunConfig, model: str) -> list[str]:
     dropped = []
     for name in _RECIPE_FIELDS:
         value = getattr(base, name)
-        if value is not None and value != entry.recipe.get(name, entry.options.get(name)):
+        recipe = entry.recipe_for(base.dataset)
+        if value is not None and value != recipe.get(name, entry.options.get(name)):
             dropped.append(f"{name}={value}")
     kwargs = base.model_kwargs if isinstance(base.model_kwargs, dict) else {}
     dropped.extend(f"{name}={value}" for name, value in sorted(kwargs.items()))

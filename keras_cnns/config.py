@@ -95,14 +95,14 @@ class RunConfig:
 
     # -- recipe ---------------------------------------------------------------
     def resolve(self) -> RunConfig:
-        """Fill every None field from the model's registry recipe and options.
+        """Fill every None field from the model's registry recipe (for this data set) and options.
 
         A recipe's warmup that would not fit a shorter `epochs` the user chose (AlexNet's 2
         warmup epochs with `--epochs 1`) is scaled with it: recipe warmup x epochs / recipe
         epochs (0.1 there). A warmup the user gave is never changed.
         """
         entry = get_model_entry(self.model)
-        recipe = dict(entry.recipe)
+        recipe = entry.recipe_for(self.dataset)
         filled = {}
         for field in dataclasses.fields(self):
             if getattr(self, field.name) is not None:

@@ -21,6 +21,20 @@ def test_defaults_resolve_to_each_models_recipe():
         assert None not in (config.batch_size, config.optimizer, config.width, config.augment)
 
 
+def test_a_data_sets_recipe_changes_only_its_fields_and_yields_to_flags(monkeypatch):
+    from keras_cnns.models import registry
+
+    entry = get_model_entry("lenet")
+    changed = dataclasses.replace(entry, dataset_recipes={"fashion_mnist": {"epochs": 7}})
+    monkeypatch.setitem(registry._REGISTRY, "lenet", changed)
+    on_fashion = RunConfig(model="lenet", dataset="fashion_mnist").resolve()
+    on_digits = RunConfig(model="lenet").resolve()
+    assert on_fashion.epochs == 7 and on_digits.epochs == entry.recipe["epochs"]
+    assert dataclasses.replace(on_fashion, dataset="digits", epochs=on_digits.epochs) == on_digits
+    assert RunConfig(model="lenet", dataset="fashion_mnist", epochs=3).resolve().epochs == 3
+    assert "lenet: 40 (fashion_mnist: 7)" in " ".join(build_parser().format_help().split())
+
+
 def test_json_round_trip(tmp_path):
     config = RunConfig(model="lenet", lr=0.01, model_kwargs={"activation": "relu"}).resolve()
     path = tmp_path / "run.json"

@@ -50,6 +50,8 @@ class ModelEntry:
             and the tuner may set).
         recipe: training defaults that meet the project's targets on the
             embedded `digits` data set (see docs/BENCHMARKS.md).
+        dataset_recipes: data set name -> the recipe fields that differ on it (measured
+            in docs/BENCHMARKS.md); `recipe_for(dataset)` merges them over `recipe`.
         reference: the paper or text the architecture follows.
         description: one line for listings.
         torch_reference: `"module:function"` of the PyTorch twin's builder, called like
@@ -82,6 +84,11 @@ class ModelEntry:
     parity_cases: tuple[ParityCase, ...] = ()
     test_options: Mapping[str, Any] = dataclasses.field(default_factory=frozen)
     search_space: Mapping[str, Any] = dataclasses.field(default_factory=frozen)
+    dataset_recipes: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=frozen)
+
+    def recipe_for(self, dataset: str | None) -> dict[str, Any]:
+        """The training defaults on `dataset`: the recipe, with that data set's changes."""
+        return {**self.recipe, **self.dataset_recipes.get(str(dataset).lower(), {})}
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Raise ValueError, in one sentence, for options this architecture does not have."""
