@@ -74,6 +74,22 @@ def test_onednn_log_grouped_by_kernel_and_shape_without_warmup_calls():
     assert table.splitlines()[-1] == "| **all oneDNN** | | | 0.438 | | 0.750 |"
 
 
+def test_constant_input_repeats_the_pipelines_first_batch():
+    import numpy as np
+
+    from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.measure.profiling import _our_training_data, build_parser
+
+    args = build_parser().parse_args(["--model", "lenet", "--image-size", "16",
+                                      "--batch-size", "8", "--input", "constant"])
+    args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
+    _, stream = _our_training_data(args, benchmark_config(args))
+    (first, first_labels), (second, second_labels) = stream.take(2)
+    assert first.shape == (8, 16, 16, 1)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first_labels, second_labels)
+
+
 @pytest.mark.slow
 def test_profile_script_traces_both_sides(tmp_path):
     require("torch")  # the PyTorch reference's side

@@ -124,15 +124,28 @@ def parse_tf_trace(logdir: str, steps: int, optimizer_scope: str) -> dict:
     }
 
 
+def _our_training_data(args, config):
+    """`load_data`'s source and training stream; `--input constant`: its first batch, repeated
+    (what the PyTorch side trains on), so that no input pipeline shares the cores."""
+    import tensorflow as tf
+
+    from keras_cnns.training.trainer import load_data
+
+    source, train_ds, _, _ = load_data(config)
+    if args.input == "constant":
+        train_ds = tf.data.Dataset.from_tensors(next(iter(train_ds))).repeat()
+    return source, train_ds
+
+
 def _profile_ours(args) -> dict:
     import tensorflow as tf
 
     from keras_cnns.measure.benchmark import benchmark_config, forward_flops, timed_epochs
-    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
+    from keras_cnns.training.trainer import build_for_training, set_precision
 
     config = benchmark_config(args)
     set_precision(config.mixed_precision)
-    source, train_ds, _, _ = load_data(config)
+    source, train_ds = _our_training_data(args, config)
     model, _ = build_for_training(config, source.info, args.steps, tf.distribute.get_strategy())
     (seconds,) = timed_epochs(model, train_ds, args.steps, epochs=1)  # untraced
     step_ms = 1000 * seconds / args.steps
@@ -153,11 +166,11 @@ def _kernels_ours(args) -> dict:
     import tensorflow as tf
 
     from keras_cnns.measure.benchmark import benchmark_config
-    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
+    from keras_cnns.training.trainer import build_for_training, set_precision
 
     config = benchmark_config(args)
     set_precision(config.mixed_precision)
-    source, train_ds, _, _ = load_data(config)
+    source, train_ds = _our_training_data(args, config)
     steps = KERNEL_WARMUP_STEPS + args.steps
     model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy())
     model.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=0)
@@ -224,7 +237,7 @@ def _run_side(args, side: str, kernels: bool = False) -> dict:
     if kernels:
         argv.append("--kernels")
     for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
-                 "mixed_precision"):
+                 "mixed_precision", "input"):
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
@@ -308,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
                         help="PyTorch memory format: nchw (the seed's code) or cl")
     parser.add_argument("--mixed-precision")
+    parser.add_argument("--input", choices=("pipeline", "constant"), default="pipeline",
+                        help="our side's input: train.py's pipeline (default), or its first "
+                        "batch repeated, as the PyTorch side trains on one in-memory batch")
     parser.add_argument("--isa", choices=ISA_CHOICES, default="native",
                         help="cap both sides' kernels to this ISA (avx2: an AVX2 machine's "
                         "kernels on an AVX-512 host); default: the CPU's own")
@@ -334,12 +350,15 @@ def main(argv=None) -> int:
             result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
         print(json.dumps(result), flush=True)
         return 0
-    print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side", flush=True)
+    source = "one batch, repeated" if args.input == "constant" else "train.py's input pipeline"
+    print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side; "
+          f"our input: {source}", flush=True)
     facts = isa_facts(args.isa)
     print(describe(facts), flush=True)
     ours, theirs = _run_side(args, "ours"), _run_side(args, "torch")
     report = summarise(ours, theirs, args.layout, args.batch_size)
     report["isa"] = facts
+    report["input"] = args.input
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(format_report(report))
     print(f"load average at the end: {' '.join(map(str, report['load_average']))}")
