@@ -126,6 +126,12 @@ def test_command_line_choices_apply_to_every_cell():
     # The default grid's AlexNet: 2 warmup epochs of 6; at 3 epochs the warmup keeps its share.
     assert (alexnet.epochs, alexnet.warmup_epochs) == (3, 1.0)
     assert grid.cell("alexnet").seed_config(1, "x").seed == alexnet.seed + 1
+    # The report's header says so: the grid's own description speaks of its own lengths.
+    described = grid_lib.load_grid(grid_lib.preset_path("default")).description
+    assert grid.description == described + " This command set, in every cell: epochs=3."
+    on_fashion = grid_lib.load_grid(grid_lib.preset_path("default"),
+                                    overrides={"dataset": "fashion_mnist", "data_dir": "/d"})
+    assert on_fashion.description == described
 
 
 @pytest.mark.parametrize(

@@ -142,7 +142,20 @@ def load_grid(
                 f"{where} has no cell {unknown[0]!r}; its cells are: {', '.join(names)}."
             )
         built = [cell for cell in built if cell.name in cells]
-    return Grid(name, str(description), tuple(built), float(budget))
+    return Grid(name, _with_overrides(str(description), overrides or {}), tuple(built),
+                float(budget))
+
+
+def _with_overrides(description: str, overrides: dict[str, Any]) -> str:
+    """The grid's description plus what the command changed in every cell: a description that
+    says "2 epochs each" must not head a table of 10-epoch runs unremarked. The data set is
+    named in the report's title, so it is not repeated."""
+    changed = [f"{key}={value}" for key, value in overrides.items()
+               if key not in ("dataset", "data_dir")]
+    if not changed:
+        return description
+    note = f"This command set, in every cell: {', '.join(changed)}."
+    return f"{description} {note}" if description else note
 
 
 def _build_cell(entry, position, defaults, overrides, grid_seeds, where) -> Cell:
