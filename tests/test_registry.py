@@ -69,6 +69,21 @@ def test_every_model_has_what_the_tools_need():
     assert default_model() in list_models()
 
 
+def test_data_set_recipes_name_real_data_sets_and_fields():
+    import dataclasses
+
+    from keras_cnns.config import RunConfig
+    from keras_cnns.data.sources import list_sources
+
+    fields = {field.name for field in dataclasses.fields(RunConfig)}
+    for name in list_models():
+        entry = get_model_entry(name)
+        for dataset, changes in entry.dataset_recipes.items():
+            assert dataset in list_sources() and set(changes) <= fields, (name, dataset)
+            config = RunConfig(model=name, dataset=dataset).resolve()
+            assert all(getattr(config, key) == value for key, value in changes.items())
+
+
 def test_a_registered_model_reaches_the_converters():
     """Register a new architecture at run time; the reference spec and layer map follow."""
     require("torch")
