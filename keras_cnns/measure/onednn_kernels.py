@@ -1,6 +1,6 @@
 """Which oneDNN kernels a training step runs, on our side and PyTorch's, and for how long.
 
-    python scripts/profile_step.py --model lenet --image-size 28 --layout cl --kernels
+    python scripts/profile_step.py --model NAME --image-size 28 --layout cl --kernels
 
 Both TensorFlow and PyTorch run their convolutions (and some pooling, reorders and inner
 products) through oneDNN, which logs every primitive it executes when `ONEDNN_VERBOSE=1`:
