@@ -182,10 +182,10 @@ def _dropped_recipe(base: RunConfig, model: str) -> list[str]:
     if model not in list_models():
         return []  # validation names the unknown model
     entry = get_model_entry(model)
+    recipe = entry.recipe_for(base.dataset)
     dropped = []
     for name in _RECIPE_FIELDS:
         value = getattr(base, name)
-        recipe = entry.recipe_for(base.dataset)
         if value is not None and value != recipe.get(name, entry.options.get(name)):
             dropped.append(f"{name}={value}")
     kwargs = base.model_kwargs if isinstance(base.model_kwargs, dict) else {}

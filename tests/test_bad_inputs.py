@@ -201,6 +201,8 @@ CASES = [
     Case("new_verify_usage", "verify", "{tmp}/s --nope", 2, "--nope", "empty_dir"),
     Case("CV_onnxfile", "convert", "{fx}/cfg/list.json --to onnx", 2, "export directory"),
     Case("new_convert_usage", "convert", "{fx}/cfg/list.json --to nope", 2, "'nope'"),
+    Case("new_profile_input", "profile_step", "--input bogus", 2, "'bogus'"),
+    Case("new_profile_isa", "profile_step", "--isa sse2 --kernels", 2, "'sse2'"),
 ]
 
 def test_every_row_of_the_corpus_is_accounted_for():

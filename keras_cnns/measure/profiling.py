@@ -124,29 +124,30 @@ def parse_tf_trace(logdir: str, steps: int, optimizer_scope: str) -> dict:
     }
 
 
-def _our_training_data(args, config):
-    """`load_data`'s source and training stream; `--input constant`: its first batch, repeated
-    (what the PyTorch side trains on), so that no input pipeline shares the cores."""
+def _our_training(args, steps: int):
+    """Our model, compiled for `steps` steps, and its training stream, as `benchmark.py` builds
+    them; `--input constant`: the stream's first batch, repeated (what the PyTorch side trains
+    on), so that no input pipeline shares the cores."""
     import tensorflow as tf
 
-    from keras_cnns.training.trainer import load_data
+    from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
+    config = benchmark_config(args)
+    set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     if args.input == "constant":
         train_ds = tf.data.Dataset.from_tensors(next(iter(train_ds))).repeat()
-    return source, train_ds
+    model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy())
+    return model, train_ds
 
 
 def _profile_ours(args) -> dict:
     import tensorflow as tf
 
-    from keras_cnns.measure.benchmark import benchmark_config, forward_flops, timed_epochs
-    from keras_cnns.training.trainer import build_for_training, set_precision
+    from keras_cnns.measure.benchmark import forward_flops, timed_epochs
 
-    config = benchmark_config(args)
-    set_precision(config.mixed_precision)
-    source, train_ds = _our_training_data(args, config)
-    model, _ = build_for_training(config, source.info, args.steps, tf.distribute.get_strategy())
+    model, train_ds = _our_training(args, args.steps)
     (seconds,) = timed_epochs(model, train_ds, args.steps, epochs=1)  # untraced
     step_ms = 1000 * seconds / args.steps
     with tempfile.TemporaryDirectory() as logdir:
@@ -163,16 +164,8 @@ KERNEL_WARMUP_STEPS = 5
 def _kernels_ours(args) -> dict:
     """Run warm-up and `args.steps` steps of our training (oneDNN's log, turned on in the
     environment, records them)."""
-    import tensorflow as tf
-
-    from keras_cnns.measure.benchmark import benchmark_config
-    from keras_cnns.training.trainer import build_for_training, set_precision
-
-    config = benchmark_config(args)
-    set_precision(config.mixed_precision)
-    source, train_ds = _our_training_data(args, config)
     steps = KERNEL_WARMUP_STEPS + args.steps
-    model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy())
+    model, train_ds = _our_training(args, steps)
     model.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=0)
     # fit runs whole compiled calls: an epoch may be a few steps longer than asked.
     calls = -(-steps // model.steps_per_execution)
@@ -309,8 +302,10 @@ def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="profile_step.py", description=__doc__.splitlines()[0])
+    from keras_cnns.cli import OneLineParser  # a usage error is one sentence
     from keras_cnns.models import default_model, list_models
+
+    parser = OneLineParser(prog="profile_step.py", description=__doc__.splitlines()[0])
 
     parser.add_argument("--model", default=default_model(), choices=list_models())
     parser.add_argument("--image-size", type=int, default=96)
