@@ -81,6 +81,9 @@ class RunConfig:
     # XLA made fit 1.4x (AlexNet@96) to 1.7x (LeNet@28) slower on the CPU (docs/BENCHMARKS.md).
     jit_compile: bool = False
     steps_per_execution: int = 0
+    # Shards of each batch computed side by side, one per CPU core (training/sharding.py);
+    # 0: one per core on a CPU-only single-replica TensorFlow run, else 1.
+    batch_shards: int = 0
     early_stopping: int = 0
     strategy: str = "auto"
     output: str | None = None
@@ -129,6 +132,10 @@ class RunConfig:
             # The whole split is what every run did before this field existed:
             # leaving it out keeps their identities, so they still resume.
             del payload["train_fraction"]
+        if payload.get("batch_shards") == 0:
+            # Likewise for the automatic choice, which the metrics record as a number (as
+            # `mixed_precision: auto` records its dtype policy).
+            del payload["batch_shards"]
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -226,6 +233,7 @@ def _validate(config: RunConfig) -> None:
     check_int("batch_size", 1)
     check_int("seed", 0)
     check_int("steps_per_execution", 0)
+    check_int("batch_shards", 0)
     check_int("early_stopping", 0)
     check_choice("optimizer", OPTIMIZERS)
     check_choice("schedule", SCHEDULES)

@@ -203,6 +203,17 @@ CASES = [
     Case("new_convert_usage", "convert", "{fx}/cfg/list.json --to nope", 2, "'nope'"),
     Case("new_profile_input", "profile_step", "--input bogus", 2, "'bogus'"),
     Case("new_profile_isa", "profile_step", "--isa sse2 --kernels", 2, "'sse2'"),
+    Case("new_shards_negative", "train", ONE + "--batch-shards -1", 2,
+         "batch_shards must be at least 0, got -1"),
+    Case("new_shards_divide", "train", ONE + "--batch-shards 3", 2,
+         "batch_shards 3 does not divide the batch size 64"),
+    Case("new_shards_mirrored", "train", ONE + "--batch-shards 2 --strategy mirrored", 2,
+         "mirrored strategy"),
+    Case("new_tune_shards", "tune", TUNE + "--batch-shards 5 --directory {tmp}/t", 2,
+         "batch_shards 5"),
+    Case("new_bench_shards", "benchmark", "--model lenet --image-size 28 --batch-shards 3", 2,
+         "batch_shards 3 does not divide the batch size 128"),
+    Case("new_profile_shards", "profile_step", "--batch-shards x", 2, "'x'"),
 ]
 
 def test_every_row_of_the_corpus_is_accounted_for():

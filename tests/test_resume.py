@@ -153,7 +153,8 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, mon
 @pytest.mark.slow
 def test_a_second_identical_command_refuses_while_the_first_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [*TRAIN, *RUN, "--epochs", "30"]
+    # Long enough to outlast the second command's start-up (30 epochs once finished first).
+    args = [*TRAIN, *RUN, "--epochs", "3000"]
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:

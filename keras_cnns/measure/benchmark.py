@@ -9,6 +9,9 @@ every case alike; the table reports medians and their ratios. The cases:
 - `ours_train`: what `train.py` runs. The model, optimizer, loss and compile settings come
   from `build_for_training` and the batches from the trainer's own input pipeline
   (`load_data`), timed through `fit` with `steps_per_epoch`, after a warm-up epoch.
+- `ours_train_unsharded`: the same with `batch_shards` 1, each batch in one piece on
+  TensorFlow's default threads (the trainer's default before batch shards,
+  `keras_cnns/training/sharding.py`).
 - `ours_train_torch`, `ours_train_jax`: the same `fit`, model and pipeline under Keras' torch
   backend (PyTorch's kernels) and JAX backend (XLA:CPU, `jit_compile` on, as JAX needs it).
 - `torch_nchw`, `torch_cl`, `torch_compile`: the PyTorch reference modules trained with the
@@ -54,6 +57,7 @@ BACKEND_CASES = {"ours_train_torch": "torch", "ours_train_jax": "jax"}
 
 CASES = (
     "ours_train",
+    "ours_train_unsharded",
     "ours_train_torch",
     "ours_train_jax",
     "torch_nchw",
@@ -82,18 +86,24 @@ def benchmark_config(args):
         run_dir="/nonexistent",
         strategy="default",
     )
-    for name in ("jit_compile", "steps_per_execution", "mixed_precision", "augment"):
-        if getattr(args, name) is not None:
+    for name in ("jit_compile", "steps_per_execution", "mixed_precision", "augment",
+                 "batch_shards"):
+        if getattr(args, name, None) is not None:
             fields[name] = getattr(args, name)
+    if getattr(args, "case", None) == "ours_train_unsharded":
+        fields["batch_shards"] = 1
     return RunConfig(**fields).resolve()
 
 
 def _case_ours(args, case):
     import tensorflow as tf
 
+    from keras_cnns.training import sharding
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
+    if case.startswith("ours_train"):
+        sharding.prepare(config)  # the trainer's threads; inference keeps TensorFlow's own
     precision = set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     strategy = tf.distribute.get_strategy()
@@ -126,6 +136,7 @@ def _case_ours(args, case):
         jit_compile=config.jit_compile,
         optimizer=config.optimizer,
         steps_per_execution=model.steps_per_execution,
+        batch_shards=getattr(model, "batch_shards", 1),
     )
     return result
 
@@ -258,6 +269,7 @@ def _child_args(args, case) -> list[str]:
         "steps",
         "epochs",
         "steps_per_execution",
+        "batch_shards",
         "mixed_precision",
         "augment",
     ):
@@ -311,7 +323,9 @@ def run_all(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    from keras_cnns.cli import OneLineParser  # a usage error is one sentence
+
+    parser = OneLineParser(prog="benchmark.py", description=__doc__.splitlines()[0])
     from keras_cnns.models import default_model, list_models
 
     parser.add_argument("--model", default=default_model(), choices=list_models())
@@ -331,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--steps-per-execution", type=int)
+    parser.add_argument("--batch-shards", type=int,
+                        help="the trainer's batch shards in our training cases (default: its "
+                        "automatic choice)")
     parser.add_argument("--mixed-precision")
     parser.add_argument("--augment")
     parser.add_argument(
@@ -344,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_shards is not None and not args.case:
+        _check_shards(args, parser)
     if args.steps is None:
         args.steps = default_steps(args.model, args.image_size, args.batch_size)
     if args.case:
@@ -368,6 +388,17 @@ def main(argv=None) -> int:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nreport: {path}")
     return 0
+
+
+def _check_shards(args, parser) -> None:
+    """A `--batch-shards` our training cases cannot run is a usage error, before any case."""
+    from keras_cnns.config import ConfigError
+    from keras_cnns.training.sharding import resolve_shards
+
+    try:
+        resolve_shards(benchmark_config(args), "default", has_gpu=False)
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
 def _load_average() -> list[float] | None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-OURS_TRAINING = ("ours_train", "ours_train_torch", "ours_train_jax")
+OURS_TRAINING = ("ours_train", "ours_train_unsharded", "ours_train_torch", "ours_train_jax")
 TORCH_TRAINING = ("torch_nchw", "torch_cl", "torch_compile")
 TRAINING_CASES = OURS_TRAINING + TORCH_TRAINING
 
@@ -69,6 +69,9 @@ def summarise(runs: dict, args) -> dict:
             if case in summary:
                 ratios[f"{case} / best PyTorch ({torch_best[1]})"] = (
                     summary[case]["median"] / torch_best[0])
+    if ours and "ours_train_unsharded" in summary:
+        ratios["ours_train / ours_train_unsharded"] = (
+            ours / summary["ours_train_unsharded"]["median"])
     if ours and "pipeline" in summary:
         ratios["pipeline / ours_train"] = summary["pipeline"]["median"] / ours
     flops = next((s.get("flops_forward") for s in summary.values() if s.get("flops_forward")), None)

@@ -8,7 +8,9 @@ Each side runs in its own child process (`python -m keras_cnns.measure.profiling
   them), one epoch traced with the TensorFlow profiler. This side runs with one inter-op
   thread (`TF_NUM_INTEROP_THREADS=1`) so that op times add up to the step instead of
   overlapping; its untraced step time is measured with that setting too (`benchmark.py`
-  measures the default threads). "framework" is the executor's time between ops.
+  measures the trainer's threads). "framework" is the executor's time between ops. It
+  trains each batch in one piece (`--batch-shards 1`), so its kernels have PyTorch's shapes;
+  `--batch-shards N` profiles the trainer's sharded step, whose op times add up over N cores.
 - `torch`: the reference module with the same optimizer, traced with `torch.profiler` (self
   time per aten op; PyTorch runs its ops one after another). "framework" is what the
   untraced step spends outside aten ops: Python, autograd, dispatch.
@@ -131,9 +133,11 @@ def _our_training(args, steps: int):
     import tensorflow as tf
 
     from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.training import sharding
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
+    sharding.prepare(config)
     set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     if args.input == "constant":
@@ -230,7 +234,7 @@ def _run_side(args, side: str, kernels: bool = False) -> dict:
     if kernels:
         argv.append("--kernels")
     for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
-                 "mixed_precision", "input"):
+                 "mixed_precision", "input", "batch_shards"):
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
@@ -319,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", choices=("pipeline", "constant"), default="pipeline",
                         help="our side's input: train.py's pipeline (default), or its first "
                         "batch repeated, as the PyTorch side trains on one in-memory batch")
+    parser.add_argument("--batch-shards", type=int, default=1,
+                        help="our side's batch shards (training/sharding.py). The default, 1, "
+                        "profiles the step in one piece, so that its op times add up to the "
+                        "step and its kernels have PyTorch's shapes; the trainer's automatic "
+                        "choice is 0. With N > 1 the op times add up over N cores")
     parser.add_argument("--isa", choices=ISA_CHOICES, default="native",
                         help="cap both sides' kernels to this ISA (avx2: an AVX2 machine's "
                         "kernels on an AVX-512 host); default: the CPU's own")

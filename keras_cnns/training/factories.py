@@ -12,6 +12,7 @@ import keras
 
 from keras_cnns.config import RunConfig
 from keras_cnns.models import build_model
+from keras_cnns.training import sharding
 
 
 def make_model(config: RunConfig, input_shape, num_classes: int) -> keras.Model:
@@ -105,6 +106,10 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile
     """The model and optimizer of a run, created in `strategy`'s scope and compiled for `fit`
     (or, with `compile=False`, left for a custom loop, float16 loss scaling included).
 
+    Compiled, the model trains with the run's batch shards (`sharding.py`); its
+    `batch_shards` attribute says how many. Call `sharding.prepare` before any TensorFlow op
+    for the threads the shards want.
+
     `scripts/benchmark.py` times exactly this, so its numbers are `train.py`'s.
     """
     input_shape = (config.image_size, config.image_size, info.channels)
@@ -126,4 +131,6 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile
                     config, steps, strategy.num_replicas_in_sync
                 ),
             )
+            sharding.install(model, sharding.resolve_shards(
+                config, sharding.strategy_kind_of(strategy), has_gpu=sharding.has_gpu()))
     return model, optimizer

@@ -31,7 +31,7 @@ from keras_cnns import export as export_lib
 from keras_cnns import faults, reporting
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.training import run_dir as run_dirs
-from keras_cnns.training import run_state
+from keras_cnns.training import run_state, sharding
 from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
 from keras_cnns.training.precision import set_precision
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
@@ -123,6 +123,7 @@ def train(
     from keras_cnns.preflight import check_run  # every refusal comes before any file is written
 
     check_run(config)
+    shards = sharding.prepare(config, strategy)  # before any TensorFlow op: it sets threads
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -155,14 +156,14 @@ def train(
         elif how != "new":
             print(f"Resuming the unfinished run in {run_dir} ({how}).", flush=True)
         return _train_in(config, run_dir, how, source, strategy, kind, chief, policy,
-                         verbose=verbose, export=export)
+                         verbose=verbose, export=export, shards=shards)
     finally:
         if chief:
             run_dirs.release_lock(run_dir)
 
 
 def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chief: bool,
-              policy: str, *, verbose, export: bool) -> TrainResult:
+              policy: str, *, verbose, export: bool, shards: int) -> TrainResult:
     info = source.info
     if chief and export and _exported_by_other(Path(config.output), run_dir):
         raise ConfigError(
@@ -233,6 +234,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
         dtype_policy=policy,
         replicas=strategy.num_replicas_in_sync,
         strategy=kind,
+        batch_shards=shards,
         best_epoch=recorder.state.best_epoch,
     )
     export_dir = None
@@ -302,8 +304,9 @@ def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> P
 def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
     """Accuracy, loss, per-class accuracy and the confusion matrix of `model` on `dataset`."""
     labels, logits = [], []
+    forward = sharding.inference(model)
     for images, targets in dataset:
-        logits.append(keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float32))
+        logits.append(keras.ops.convert_to_numpy(forward(images)).astype(np.float32))
         targets = np.asarray(targets)
         labels.append(targets.argmax(-1) if targets.ndim == 2 else targets)
     labels = np.concatenate(labels)

@@ -39,6 +39,7 @@ from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.preflight import check_run, check_writable_dir
+from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
 from keras_cnns.tuning.space import SearchSpace
@@ -249,6 +250,7 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     part = role()
     strategy = None
     if part != "chief":  # the chief only serves the oracle; it never trains
+        sharding.prepare(config)  # before any TensorFlow op: it sets the threads
         strategy, kind = make_strategy(config.strategy)
         if kind == "multi_worker":
             raise ConfigError(

@@ -1,0 +1,208 @@
+"""Batch shards: each batch split over the CPU cores, one single-threaded shard per core.
+
+On a CPU, TensorFlow hands every oneDNN kernel to its intra-op thread pool and joins the pool
+afterwards. A LeNet kernel lasts 0.3-1.5 ms, and the hand-off shows: the same oneDNN kernels
+ran 1.0-1.6x longer inside our step than inside PyTorch's (OpenMP) step, and our process made
+about 120 context switches per training step where PyTorch's made none (docs/BENCHMARKS.md).
+
+With `batch_shards = k`, the training step splits its batch into k equal shards and computes
+each shard's forward pass, loss and gradients on its own; the trainer gives TensorFlow one
+intra-op thread and k inter-op threads, so each shard's kernels run start to end on one core
+without a hand-off, and the k shards run side by side: data parallelism over the cores inside
+one step, as PyTorch's DistributedDataParallel does over processes. The optimizer applies the
+mean of the shards' gradients, which is the whole batch's gradient up to float rounding (the
+loss is a mean over the batch and the shards are equal); the metrics see the whole batch. The
+validation step splits its batch the same way (forward only; the loss and metrics are the
+whole batch's).
+
+What a run computes depends on k (float rounding, and each shard draws its own dropout
+masks), never on the threads: k is part of the run's config, and `0` resolves to the number
+of cores on a CPU-only, single-replica TensorFlow run (1 elsewhere). The exported model is
+the same plain model whatever k trained it.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import keras
+
+from keras_cnns.config import ConfigError, RunConfig
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, as `taskset` sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_shards(config: RunConfig, strategy_kind: str, *, has_gpu: bool) -> int:
+    """The batch shards a run trains with: `config.batch_shards`, or for 0 the automatic choice.
+
+    Automatic: one shard per core (the largest count up to the cores that divides the batch)
+    when training on the CPU, with the TensorFlow backend and the default strategy; 1 (no
+    split) elsewhere. A count the user gave that cannot apply is a `ConfigError`.
+    """
+    requested = config.batch_shards
+    applies = (keras.backend.backend() == "tensorflow" and strategy_kind == "default")
+    if requested == 0:
+        if not applies or has_gpu:
+            return 1
+        cores = min(available_cores(), config.batch_size)
+        return max(d for d in range(1, cores + 1) if config.batch_size % d == 0)
+    if requested > 1 and not applies:
+        why = (f"the Keras backend is {keras.backend.backend()}"
+               if keras.backend.backend() != "tensorflow"
+               else f"the {strategy_kind} strategy already splits each batch over its replicas")
+        raise ConfigError(
+            f"batch_shards {requested} splits a batch over one TensorFlow device's cores, but "
+            f"{why}; use batch_shards 1 or 0 (automatic).")
+    if config.batch_size % requested:
+        raise ConfigError(
+            f"batch_shards {requested} does not divide the batch size {config.batch_size}; "
+            f"use a divisor of {config.batch_size}.")
+    return requested
+
+
+def strategy_kind_of(strategy) -> str:
+    """default, mirrored or multi_worker: what kind of tf.distribute strategy `strategy` is."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def prepare(config: RunConfig, strategy=None) -> int:
+    """The run's batch shards, with TensorFlow's threads set for them: call it before the run
+    makes any TensorFlow op (a `ConfigError` for a count that cannot apply comes first too)."""
+    from keras_cnns.training.strategy import strategy_kind
+
+    kind = strategy_kind(config.strategy) if strategy is None else strategy_kind_of(strategy)
+    shards = resolve_shards(config, kind, has_gpu=has_gpu())
+    configure_threads(shards)
+    return shards
+
+
+def configure_threads(shards: int) -> bool:
+    """Give TensorFlow one intra-op thread and `shards` inter-op threads, when `shards` > 1.
+
+    Returns whether the threads are so (TensorFlow fixes its thread pools when it first runs an
+    op: a process that already ran one keeps its pools, and the shards still compute the same
+    result, only with the hand-offs again).
+    """
+    if shards <= 1:
+        return True
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(1)
+        threading.set_inter_op_parallelism_threads(shards)
+    except RuntimeError:
+        pass
+    return (threading.get_intra_op_parallelism_threads() == 1
+            and threading.get_inter_op_parallelism_threads() == shards)
+
+
+def install(model: keras.Model, shards: int) -> None:
+    """Make `fit` and `evaluate` on `model` run the sharded steps (nothing for 1 shard).
+
+    The steps are bound to this model object rather than defined in a Model subclass so that
+    the trained, saved and exported model stays the registry's plain Functional model.
+    """
+    if shards <= 1:
+        return
+    model.train_step = types.MethodType(_sharded_train_step, model)
+    model.test_step = types.MethodType(_sharded_test_step, model)
+    model.batch_shards = shards
+
+
+def _split(tensor, shards: int, sizes=None):
+    import tensorflow as tf
+
+    if tensor is None:
+        return [None] * shards
+    return tf.split(tensor, sizes if sizes is not None else shards)
+
+
+def _sharded_train_step(self, data):
+    """Keras 3's TensorFlow `train_step`, with the batch computed in `self.batch_shards` parts."""
+    import tensorflow as tf
+    from keras.src.losses import loss as loss_module
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    shards = self.batch_shards
+    predictions, losses, gradients = [], [], []
+    weights = self.trainable_weights
+    for x_part, y_part, w_part in zip(_split(x, shards), _split(y, shards),
+                                      _split(sample_weight, shards), strict=True):
+        with tf.GradientTape() as tape:
+            y_pred = self(x_part, training=True)
+            loss = self._compute_loss(x=x_part, y=y_part, y_pred=y_pred,
+                                      sample_weight=w_part, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients.append(tape.gradient(scaled, weights))
+        predictions.append(y_pred)
+        losses.append(loss)
+    # Equal shards: the whole batch's mean loss is the mean of the shards' means.
+    self._loss_tracker.update_state(
+        loss_module.unscale_loss_for_distribution(tf.add_n(losses) / shards),
+        sample_weight=tf.shape(x)[0],
+    )
+    mean = [tf.add_n(list(parts)) / shards for parts in zip(*gradients, strict=True)]
+    self.optimizer.apply_gradients(zip(mean, weights, strict=True))
+    return self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight)
+
+
+def inference(model: keras.Model):
+    """`model(images, training=False)` as a function, in the model's batch shards when it
+    trains in shards (the shards run side by side, as in training; TensorFlow backend)."""
+    shards = getattr(model, "batch_shards", 1)
+    if shards <= 1:
+        return lambda images: model(images, training=False)
+    import tensorflow as tf
+
+    return tf.function(lambda images: _sharded_forward(model, images, shards))
+
+
+def _sharded_forward(model, x, shards: int):
+    import tensorflow as tf
+
+    batch = tf.shape(x)[0]
+    sizes = tf.stack([(batch + i) // shards for i in range(shards)])
+
+    def in_shards():
+        return tf.concat([model(part, training=False) for part in _split(x, shards, sizes)], 0)
+
+    # A batch smaller than the shard count would leave a shard empty, which TensorFlow's
+    # oneDNN convolution refuses: such a batch runs whole.
+    return tf.cond(batch >= shards, in_shards, lambda: model(x, training=False))
+
+
+def _sharded_test_step(self, data):
+    """Keras 3's TensorFlow `test_step` with the forward pass in shards (a last, smaller batch
+    splits unevenly; the loss and metrics are computed once, over the whole batch)."""
+    import tensorflow as tf
+    from keras.src.losses import loss as loss_module
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    y_pred = _sharded_forward(self, x, self.batch_shards)
+    loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                              training=False)
+    self._loss_tracker.update_state(
+        loss_module.unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0])
+    return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
