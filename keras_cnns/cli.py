@@ -45,8 +45,8 @@ HELP = {
     "jit_compile": "compile the train step with XLA",
     "steps_per_execution": "train steps per compiled call; 0 chooses from the model",
     "batch_shards": "split each batch into this many shards trained side by side, one per CPU "
-    "core with single-threaded kernels; 0 chooses (one per core on a CPU-only TensorFlow run); "
-    "1 turns it off",
+    "core with single-threaded kernels; 0 chooses (one per core, at least 16 images each, on a "
+    "CPU-only TensorFlow run); 1 turns it off",
     "early_stopping": "stop after this many epochs without val_accuracy gain; 0 never stops",
     "strategy": "auto, default, mirrored (all local GPUs) or multi_worker (TF_CONFIG)",
     "output": "export directory; default saved_models/<model>-<dataset>-<stamp>",

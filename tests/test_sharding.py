@@ -82,8 +82,10 @@ def _config(**fields):
 def test_automatic_shards_follow_the_cores_and_divide_the_batch(monkeypatch):
     monkeypatch.setattr(sharding, "available_cores", lambda: 4)
     assert sharding.resolve_shards(_config(), "default", has_gpu=False) == 4
-    assert sharding.resolve_shards(_config(batch_size=6), "default", has_gpu=False) == 3
-    assert sharding.resolve_shards(_config(batch_size=7), "default", has_gpu=False) == 1
+    assert sharding.resolve_shards(_config(batch_size=48), "default", has_gpu=False) == 3
+    assert sharding.resolve_shards(_config(batch_size=50), "default", has_gpu=False) == 2
+    assert sharding.resolve_shards(_config(batch_size=31), "default", has_gpu=False) == 1
+    assert sharding.resolve_shards(_config(batch_size=20), "default", has_gpu=False) == 1
     assert sharding.resolve_shards(_config(), "default", has_gpu=True) == 1
     assert sharding.resolve_shards(_config(), "mirrored", has_gpu=False) == 1
     monkeypatch.setattr(sharding, "available_cores", lambda: 1)

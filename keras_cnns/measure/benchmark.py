@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -50,7 +51,7 @@ from keras_cnns.measure.benchmark_report import (
     summarise,
 )
 from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
-from keras_cnns.measure.torch_cases import case_torch, time_calls
+from keras_cnns.measure.torch_cases import case_torch, context_switches, time_calls
 
 # Cases that run our path under another Keras backend: the KERAS_BACKEND of their child.
 BACKEND_CASES = {"ours_train_torch": "torch", "ours_train_jax": "jax"}
@@ -127,11 +128,14 @@ def _case_ours(args, case):
         result.update(img_s=calls * batch / seconds, latency_ms=1000 * seconds / calls)
         return result
 
-    seconds = statistics.median(timed_epochs(model, train_ds, args.steps, args.epochs))
+    switches = []
+    seconds = statistics.median(timed_epochs(model, train_ds, args.steps, args.epochs,
+                                             switches))
     import keras
 
     result.update(
         img_s=args.steps * config.batch_size / seconds,
+        switches_per_step=sum(switches) / (args.steps * args.epochs),
         backend=keras.backend.backend(),
         jit_compile=config.jit_compile,
         optimizer=config.optimizer,
@@ -141,24 +145,29 @@ def _case_ours(args, case):
     return result
 
 
-def timed_epochs(model, dataset, steps: int, epochs: int) -> list[float]:
-    """Seconds of `epochs` epochs of `fit`, after one more that traces and compiles.
+def timed_epochs(model, dataset, steps: int, epochs: int,
+                 switches: list[int] | None = None) -> list[float]:
+    """Seconds of `epochs` epochs of `fit`, after one more that traces and compiles (and, in
+    `switches`, each timed epoch's context switches).
 
     Epoch callbacks time the steps alone: `fit`'s start-up (making the iterator) is outside.
     """
     import keras
 
-    times = []
+    times, counts = [], []
 
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start, self.switches = time.perf_counter(), context_switches()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.start)
+            counts.append(context_switches() - self.switches)
 
     model.fit(dataset, epochs=1 + epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
               callbacks=[EpochTimer()])
+    if switches is not None:
+        switches.extend(counts[1:])
     return times[1:]
 
 
@@ -309,7 +318,10 @@ def run_all(args) -> dict:
             )
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 or not lines:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                # The last line that is not one of TensorFlow's log lines (I0000 ..., E0000 ...).
+                said = [line for line in proc.stderr.strip().splitlines()
+                        if line.strip() and not re.match(r"[IWEF]\d{4} ", line)]
+                tail = (said or [f"exit status {proc.returncode}"])[-1]
                 print(f"  {case}: failed ({tail})", file=sys.stderr, flush=True)
                 continue
             result = json.loads(lines[-1])

@@ -56,6 +56,9 @@ def summarise(runs: dict, args) -> dict:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             **{k: v for k, v in results[-1].items() if k not in (key, "case", "peak_rss_mb")},
         }
+        if all("switches_per_step" in r for r in results):
+            summary[case]["switches_per_step"] = statistics.median(
+                r["switches_per_step"] for r in results)
     ours = summary.get("ours_train", {}).get("median")
     ratios = {}
     for base in ("torch_cl", "torch_nchw", "torch_compile"):
@@ -111,8 +114,8 @@ def format_table(report: dict) -> str:
         lines.append("load average at the end: " + " ".join(map(str, report["load_average"])))
     lines += [
         "",
-        "| case | median | runs | of peak | peak RSS |",
-        "|---|---:|---|---:|---:|",
+        "| case | median | runs | of peak | peak RSS | context switches per step |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for case, stats in report["cases"].items():
         unit = "GFLOP/s" if stats["unit"] == "gflop_s" else "img/s"
@@ -123,7 +126,10 @@ def format_table(report: dict) -> str:
         if "compile_s" in stats:
             median += f" (+{stats['compile_s']:.0f} s compile)"
         peak = f"{stats['of_peak']:.0%}" if "of_peak" in stats else ""
-        lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB |")
+        switches = (f"{stats['switches_per_step']:,.1f}" if "switches_per_step" in stats
+                    else "")
+        lines.append(f"| {case} | {median} | {runs} | {peak} | {stats['peak_rss_mb']:,.0f} MB "
+                     f"| {switches} |")
     lines.append("")
     for name, value in report["ratios"].items():
         lines.append(f"{name}: {value:.2f}x")

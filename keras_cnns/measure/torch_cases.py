@@ -12,6 +12,7 @@ one in-memory batch.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 
@@ -23,6 +24,13 @@ def time_calls(fn, calls: int) -> float:
     for _ in range(calls):
         fn()
     return time.perf_counter() - start
+
+
+def context_switches() -> int:
+    """Voluntary and involuntary context switches of this process so far, all threads: a
+    thread pool that sleeps and wakes around every kernel shows here (`getrusage`)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def case_torch(args, case: str, config) -> dict:
@@ -46,9 +54,11 @@ def case_torch(args, case: str, config) -> dict:
     # graphs and the optimizer step (a second compile can follow on the next call, when
     # AdamW's state exists); everything above the steady step time is compile time.
     warmup = [time_calls(step, 1) for _ in range(3)]
+    before = context_switches()
     times = [time_calls(step, args.steps) for _ in range(args.epochs)]
+    switches = (context_switches() - before) / (args.steps * args.epochs)
     step_s = statistics.median(times) / args.steps
-    result = {"img_s": config.batch_size / step_s, **info}
+    result = {"img_s": config.batch_size / step_s, "switches_per_step": switches, **info}
     if compiled:
         import torch._inductor.config as inductor
 

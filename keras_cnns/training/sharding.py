@@ -3,22 +3,26 @@
 On a CPU, TensorFlow hands every oneDNN kernel to its intra-op thread pool and joins the pool
 afterwards. A LeNet kernel lasts 0.3-1.5 ms, and the hand-off shows: the same oneDNN kernels
 ran 1.0-1.6x longer inside our step than inside PyTorch's (OpenMP) step, and our process made
-about 120 context switches per training step where PyTorch's made none (docs/BENCHMARKS.md).
+118 context switches per training step where PyTorch's made 0.2 (docs/BENCHMARKS.md).
 
 With `batch_shards = k`, the training step splits its batch into k equal shards and computes
 each shard's forward pass, loss and gradients on its own; the trainer gives TensorFlow one
 intra-op thread and k inter-op threads, so each shard's kernels run start to end on one core
 without a hand-off, and the k shards run side by side: data parallelism over the cores inside
-one step, as PyTorch's DistributedDataParallel does over processes. The optimizer applies the
-mean of the shards' gradients, which is the whole batch's gradient up to float rounding (the
-loss is a mean over the batch and the shards are equal); the metrics see the whole batch. The
+one step, as PyTorch's DistributedDataParallel does over processes. Each shard's loss is
+divided by k, so the optimizer applies the sum of the shards' gradients: the whole batch's
+mean gradient up to float rounding (the loss is a mean over the batch and the shards are
+equal). Shards: LeNet@28 trained 1.3-1.5x faster, AlexNet@96 0.96-1.10x. The metrics see the
+whole batch. The
 validation step splits its batch the same way (forward only; the loss and metrics are the
 whole batch's).
 
 What a run computes depends on k (float rounding, and each shard draws its own dropout
-masks), never on the threads: k is part of the run's config, and `0` resolves to the number
-of cores on a CPU-only, single-replica TensorFlow run (1 elsewhere). The exported model is
-the same plain model whatever k trained it.
+masks), never on the threads. The config's `0` resolves to one shard per core on a CPU-only,
+single-replica TensorFlow run, with at least MIN_SHARD_IMAGES images per shard (1 elsewhere);
+the run's metrics and its export's manifest record the number used. Only 2 cores have been
+measured: the floor of images per shard for many-core machines is a guess. The exported
+model is the same plain model whatever k trained it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import types
 import keras
 
 from keras_cnns.config import ConfigError, RunConfig
+
+# The automatic choice keeps at least this many images in a shard (unmeasured beyond 2 cores).
+MIN_SHARD_IMAGES = 16
 
 
 def available_cores() -> int:
@@ -42,16 +49,17 @@ def available_cores() -> int:
 def resolve_shards(config: RunConfig, strategy_kind: str, *, has_gpu: bool) -> int:
     """The batch shards a run trains with: `config.batch_shards`, or for 0 the automatic choice.
 
-    Automatic: one shard per core (the largest count up to the cores that divides the batch)
-    when training on the CPU, with the TensorFlow backend and the default strategy; 1 (no
-    split) elsewhere. A count the user gave that cannot apply is a `ConfigError`.
+    Automatic: one shard per core (the largest count up to the cores, and up to a shard of
+    MIN_SHARD_IMAGES images, that divides the batch) when training on the CPU, with the
+    TensorFlow backend and the default strategy; 1 (no split) elsewhere. A count the user
+    gave that cannot apply is a `ConfigError`.
     """
     requested = config.batch_shards
     applies = (keras.backend.backend() == "tensorflow" and strategy_kind == "default")
     if requested == 0:
         if not applies or has_gpu:
             return 1
-        cores = min(available_cores(), config.batch_size)
+        cores = max(1, min(available_cores(), config.batch_size // MIN_SHARD_IMAGES))
         return max(d for d in range(1, cores + 1) if config.batch_size % d == 0)
     if requested > 1 and not applies:
         why = (f"the Keras backend is {keras.backend.backend()}"
