@@ -13,7 +13,7 @@ from keras_cnns.models import get_model_entry
 def test_defaults_resolve_to_each_models_recipe():
     for model in ("alexnet", "lenet"):
         config = RunConfig(model=model).resolve()
-        recipe = get_model_entry(model).recipe
+        recipe = get_model_entry(model).recipe_for("digits")  # the default data set
         assert config.image_size == recipe["image_size"]
         assert config.lr == recipe["lr"]
         assert config.epochs == recipe["epochs"]
