@@ -214,6 +214,9 @@ CASES = [
     Case("new_bench_shards", "benchmark", "--model lenet --image-size 28 --batch-shards 3", 2,
          "batch_shards 3 does not divide the batch size 128"),
     Case("new_profile_shards", "profile_step", "--batch-shards x", 2, "'x'"),
+    Case("new_profile_shards_divide", "profile_step",
+         "--model lenet --image-size 28 --batch-shards 3", 2,
+         "batch_shards 3 does not divide the batch size 128"),
 ]
 
 def test_every_row_of_the_corpus_is_accounted_for():

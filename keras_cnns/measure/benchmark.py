@@ -51,6 +51,7 @@ from keras_cnns.measure.benchmark_report import (
     summarise,
 )
 from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.measure.peak import peak_case
 from keras_cnns.measure.torch_cases import case_torch, context_switches, time_calls
 
 # Cases that run our path under another Keras backend: the KERAS_BACKEND of their child.
@@ -171,58 +172,6 @@ def timed_epochs(model, dataset, steps: int, epochs: int,
     return times[1:]
 
 
-def _case_peak(args):
-    """The machine's usable peak: the best of a large GEMM and a large 3x3 convolution.
-
-    A 4096^2 GEMM alone understates it on this CPU (MKL and oneDNN's GEMM reach 175-215
-    GFLOP/s where oneDNN's convolutions reach 240-280), so the convolution of AlexNet's conv4
-    (13x13, 384 -> 384 channels, batch 128, channels-last) is timed too, in TensorFlow and
-    PyTorch alike, in the training compute dtype (`--mixed-precision`; float32 by default).
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from keras_cnns.training.precision import precision_mode
-
-    mode = precision_mode(args.mixed_precision or "off")
-    dtype = {"off": "float32", "bfloat16": "bfloat16", "float16": "float16"}[mode]
-    n, calls = 4096, 4
-    a = tf.cast(tf.constant(np.random.rand(n, n).astype("float32")), dtype)
-    matmul = tf.function(lambda x: tf.matmul(x, x))
-    conv_flops = 2 * 128 * 13 * 13 * 384 * 9 * 384
-    images = tf.cast(tf.random.uniform([128, 13, 13, 384]), dtype)
-    kernel = tf.cast(tf.random.uniform([3, 3, 384, 384]), dtype)
-    conv = tf.function(lambda x: tf.nn.conv2d(x, kernel, 1, "SAME"))
-    rates = {
-        "tf_gemm": _rate(lambda: matmul(a).numpy(), 2 * n**3, calls),
-        "tf_conv": _rate(lambda: conv(images).numpy(), conv_flops, calls),
-    }
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is None or dtype == "float16":  # float16 is a GPU mode; this torch runs on the CPU
-        return {"gflop_s": max(rates.values()), "by_probe": rates, "dtype": dtype}
-    torch_dtype = getattr(torch, dtype)
-    b = torch.rand(n, n, dtype=torch_dtype)
-    layer = torch.nn.Conv2d(384, 384, 3, padding=1, bias=False).to(
-        dtype=torch_dtype, memory_format=torch.channels_last
-    )
-    x = torch.rand(128, 384, 13, 13, dtype=torch_dtype).contiguous(
-        memory_format=torch.channels_last
-    )
-    with torch.no_grad():
-        rates["torch_gemm"] = _rate(lambda: torch.mm(b, b), 2 * n**3, calls)
-        rates["torch_conv"] = _rate(lambda: layer(x), conv_flops, calls)
-    return {"gflop_s": max(rates.values()), "by_probe": rates, "dtype": dtype}
-
-
-def _rate(fn, flops: int, calls: int) -> float:
-    """GFLOP/s of `fn` after two warm-up calls."""
-    time_calls(fn, 2)
-    return flops * calls / time_calls(fn, calls) / 1e9
-
-
 def forward_flops(model) -> int:
     """2 * multiply-adds of one image's forward pass through the conv and dense layers."""
     import keras
@@ -255,7 +204,7 @@ def default_steps(model: str, image_size: int, batch_size: int, max_steps: int =
 
 def run_case(args) -> dict:
     if args.case == "peak":
-        result = _case_peak(args)
+        result = peak_case(args)
     elif args.case.startswith("torch"):
         result = case_torch(args, args.case, benchmark_config(args))
     else:
@@ -376,7 +325,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_shards is not None and not args.case:
-        _check_shards(args, parser)
+        check_shards(args, parser)
     if args.steps is None:
         args.steps = default_steps(args.model, args.image_size, args.batch_size)
     if args.case:
@@ -402,8 +351,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def _check_shards(args, parser) -> None:
-    """A `--batch-shards` our training cases cannot run is a usage error, before any case."""
+def check_shards(args, parser) -> None:
+    """A `--batch-shards` our training cases cannot run is a usage error, before any case
+    (here and in `profile_step.py`)."""
     from keras_cnns.config import ConfigError
     from keras_cnns.training.sharding import resolve_shards
 

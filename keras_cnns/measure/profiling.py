@@ -347,6 +347,10 @@ def main(argv=None) -> int:
         args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
     # benchmark._config reads these; the profile keeps the recipe's own values.
     args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
+    if not args.side:
+        from keras_cnns.measure.benchmark import check_shards
+
+        check_shards(args, build_parser())
     if args.side:
         if args.kernels:
             result = _kernels_ours(args) if args.side == "ours" else _kernels_torch(args)

@@ -103,25 +103,21 @@ def prepare(config: RunConfig, strategy=None) -> int:
     return shards
 
 
-def configure_threads(shards: int) -> bool:
+def configure_threads(shards: int) -> None:
     """Give TensorFlow one intra-op thread and `shards` inter-op threads, when `shards` > 1.
 
-    Returns whether the threads are so (TensorFlow fixes its thread pools when it first runs an
-    op: a process that already ran one keeps its pools, and the shards still compute the same
-    result, only with the hand-offs again).
+    TensorFlow fixes its thread pools when it first runs an op: a process that already ran one
+    keeps its pools, and the shards still compute the same result, only with the hand-offs.
     """
     if shards <= 1:
-        return True
+        return
     import tensorflow as tf
 
-    threading = tf.config.threading
     try:
-        threading.set_intra_op_parallelism_threads(1)
-        threading.set_inter_op_parallelism_threads(shards)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(shards)
     except RuntimeError:
         pass
-    return (threading.get_intra_op_parallelism_threads() == 1
-            and threading.get_inter_op_parallelism_threads() == shards)
 
 
 def install(model: keras.Model, shards: int) -> None:
