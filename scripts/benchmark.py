@@ -1,8 +1,6 @@
-"""Benchmark our training path against the PyTorch reference.
+"""`python scripts/benchmark.py [flags]` is `keras-cnns benchmark [flags]`.
 
-python scripts/benchmark.py --model NAME --image-size 96
-
-NAME is any registered model; see keras_cnns/measure/benchmark.py.
+A shim: the command's body is keras_cnns/commands/benchmark.py.
 """
 
 import sys
@@ -10,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.measure.benchmark import main  # noqa: E402
+from keras_cnns.commands import script  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(__file__))

@@ -1,9 +1,6 @@
-"""Score a run directory or an export: `python scripts/evaluate.py runs/<run>`.
+"""`python scripts/evaluate.py [flags]` is `keras-cnns evaluate [flags]`.
 
-Prints accuracy and loss on the test split (or `--split`), and writes a confusion-matrix
-PNG (`--confusion`; default `confusion-<split>.png` inside a run directory, and
-`confusion-<export>-<split>.png` in the current directory for an export, which it never
-writes into: verify.py would then find a file its manifest does not list).
+A shim: the command's body is keras_cnns/commands/evaluate.py.
 """
 
 import sys
@@ -11,47 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.runner import quiet_tensorflow, user_errors  # noqa: E402
-
-quiet_tensorflow()
-
-
-def main(argv=None) -> int:
-    from keras_cnns.cli import OneLineParser
-
-    parser = OneLineParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a run directory (runs/...) or an export (saved_models/...)")
-    parser.add_argument("--dataset", help="score on another source (default: the trained one)")
-    parser.add_argument("--data-dir", help="where --dataset's files are")
-    parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--confusion", help="confusion-matrix PNG path (default: in the run "
-                        "directory, or in the current directory for an export)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    with user_errors("evaluate.py"):
-        from keras_cnns.config import ConfigError
-        from keras_cnns.training.evaluate import confusion_path, evaluate_path
-
-        if not Path(args.path).exists():
-            raise ConfigError(f"{args.path} does not exist.")
-        png = confusion_path(args.path, args.split, args.confusion)
-        metrics = evaluate_path(
-            args.path,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            split=args.split,
-            batch_size=args.batch_size,
-            confusion_png=png,
-        )
-        print(
-            f"{metrics['dataset']} {args.split}: accuracy {metrics['test_accuracy']:.4f}  "
-            f"loss {metrics['test_loss']:.4f}  ({metrics['test_examples']} images)"
-        )
-        print(f"confusion matrix  {png}")
-    return 0
-
+from keras_cnns.commands import script  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(__file__))

@@ -1,9 +1,6 @@
-"""Profile one training step, ours and the PyTorch reference, op by op.
+"""`python scripts/profile_step.py [flags]` is `keras-cnns profile [flags]`.
 
-python scripts/profile_step.py --model NAME --image-size 96
-python scripts/profile_step.py --model NAME --image-size 28 --layout cl
-
-NAME is any registered model; see keras_cnns/measure/profiling.py.
+A shim: the command's body is keras_cnns/commands/profile.py.
 """
 
 import sys
@@ -11,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.measure.profiling import main  # noqa: E402
+from keras_cnns.commands import script  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(__file__))

@@ -1,7 +1,6 @@
-"""Train a model and export it: `python scripts/train.py --model NAME` (`--help` lists them).
+"""`python scripts/train.py [flags]` is `keras-cnns train [flags]`.
 
-The command's body is keras_cnns/commands/train.py, which an installed copy also runs as
-`python -m keras_cnns.train` or `keras-cnns-train` (README, "Install").
+A shim: the command's body is keras_cnns/commands/train.py.
 """
 
 import sys
@@ -9,11 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.runner import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
-
-from keras_cnns.commands.train import main  # noqa: E402
+from keras_cnns.commands import script  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(__file__))

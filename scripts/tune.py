@@ -1,7 +1,6 @@
-"""Tune a model's hyperparameters: `python scripts/tune.py --model NAME`.
+"""`python scripts/tune.py [flags]` is `keras-cnns tune [flags]`.
 
-The command's body is keras_cnns/commands/tune.py, which an installed copy also runs as
-`python -m keras_cnns.tune` or `keras-cnns-tune` (README, "Install").
+A shim: the command's body is keras_cnns/commands/tune.py.
 """
 
 import sys
@@ -9,11 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.runner import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
-
-from keras_cnns.commands.tune import main  # noqa: E402
+from keras_cnns.commands import script  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(__file__))

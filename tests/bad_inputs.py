@@ -7,9 +7,8 @@ need a trained export or a real process). The corpus is `shared/reliability/bad-
 
 from __future__ import annotations
 
-import functools
 import gzip
-import importlib.util
+import importlib
 import json
 import os
 import struct
@@ -233,21 +232,9 @@ SETUPS = {"empty_dir": _empty_dir, "fake_export": _fake_export, "half_run": _hal
 
 
 # -- running a row --------------------------------------------------------------------------------
-@functools.cache
 def script(name: str):
-    """scripts/<name>.py as a module, without its stderr filter (pytest captures stderr)."""
-    import keras_cnns.runner as runner
-
-    quiet = runner.quiet_tensorflow
-    runner.quiet_tensorflow = lambda: None
-    try:
-        spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" /
-                                                      f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        runner.quiet_tensorflow = quiet
-    return module
+    """The command module behind scripts/<name>.py; its `main` reports as `<name>.py`."""
+    return importlib.import_module(f"keras_cnns.commands.{name}")
 
 
 def snapshot(*roots: Path) -> dict:

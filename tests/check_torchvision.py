@@ -10,7 +10,7 @@ a scratch environment that has it:
 
 The other Python builds `torchvision.models.<arch>()` (He-normal weights, seeded; no download),
 saves its state_dict and its logits on a random batch at each size; this one converts that
-checkpoint with `keras_cnns.reference.files.torch_file_to_keras`, exactly as
+checkpoint with `keras_cnns.reference.checkpoints.torch_file_to_keras`, exactly as
 `scripts/convert.py W.pth --to keras --model NAME` does, and prints the relative logit gap
 (`max|keras - torchvision| / max|torchvision|`, eager and predict). Exit status 1 above 1e-5.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keras_cnns.runner import quiet_tensorflow  # noqa: E402
+from keras_cnns.commands.cli import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from keras_cnns.reference.files import torch_file_to_keras
+    from keras_cnns.reference.checkpoints import torch_file_to_keras
 
     sizes = [[s, s] for s in args.sizes]
     worst = 0.0

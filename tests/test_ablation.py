@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_cnns.ablation import grid as grid_lib
-from keras_cnns.ablation import runner
+from keras_cnns.ablation import runs as runner
 from keras_cnns.ablation.outputs import write_outputs
 from keras_cnns.ablation.results import RunRow, epochs_to_share, read_val_history
 from keras_cnns.config import ConfigError, RunConfig
@@ -71,7 +71,7 @@ def test_train_fraction_is_validated_and_part_of_the_identity():
 
 
 def test_train_fraction_flag():
-    from keras_cnns.cli import parse_config
+    from keras_cnns.commands.flags import parse_config
 
     config, _ = parse_config(["--model", "lenet", "--train-fraction", "0.25"])
     assert config.train_fraction == 0.25

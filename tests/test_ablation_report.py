@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from keras_cnns.ablation import report
+from keras_cnns.ablation import claims as report
 from keras_cnns.ablation.results import CellSummary
 
 

@@ -192,7 +192,7 @@ SUBPROCESS_ROWS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[row[0] for row in SUBPROCESS_ROWS])
 def test_bad_input_in_a_real_process(row, fixtures, tmp_path):
-    from keras_cnns.runner import _NATIVE_NOISE
+    from keras_cnns.commands.cli import _NATIVE_NOISE
 
     _, name, args, status, says = row
     fill = {"fx": fixtures, "file": fixtures / "a_file.txt"}
@@ -212,7 +212,7 @@ def test_bad_input_in_a_real_process(row, fixtures, tmp_path):
 def test_another_model_beside_a_config_file_names_the_values_it_drops(tmp_path, capsys):
     """C_best_other: a lenet best.json with --model alexnet trains alexnet's recipe, and says
     which tuned values it drops, in one note line."""
-    from keras_cnns.cli import parse_config
+    from keras_cnns.commands.flags import parse_config
     from keras_cnns.config import RunConfig
     from keras_cnns.models import get_model_entry
 
@@ -230,7 +230,7 @@ def test_another_model_beside_a_config_file_names_the_values_it_drops(tmp_path, 
 
 def test_another_dataset_beside_a_config_file_does_not_inherit_its_data_dir(tmp_path, fixtures):
     """A39's other road: a manifest of an IDX run retrained on digits records no data_dir."""
-    from keras_cnns.cli import build_parser, config_from_args
+    from keras_cnns.commands.flags import build_parser, config_from_args
     from keras_cnns.config import RunConfig
 
     path = tmp_path / "idx.json"

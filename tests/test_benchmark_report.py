@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 from extras import require
 
-from keras_cnns.measure.benchmark_report import format_table, summarise
 from keras_cnns.measure.isa import (
     cpu_class,
     describe,
@@ -17,6 +16,7 @@ from keras_cnns.measure.isa import (
     emulation_env,
     parse_onednn_verbose,
 )
+from keras_cnns.measure.throughput_tables import format_table, summarise
 from keras_cnns.models import build_model, get_model_entry, list_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ def test_benchmark_script_runs_every_kind_of_case(tmp_path):
 
 @pytest.mark.parametrize("name", list_models())
 def test_steps_per_epoch_come_from_flops_not_names(name):
-    from keras_cnns.measure.benchmark import EPOCH_FLOPS, MIN_STEPS, default_steps, forward_flops
+    from keras_cnns.measure.throughput import EPOCH_FLOPS, MIN_STEPS, default_steps, forward_flops
 
     size = get_model_entry(name).default_image_size
     steps = default_steps(name, size, 128)

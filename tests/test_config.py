@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from keras_cnns.cli import build_parser, config_from_args, parse_config
+from keras_cnns.commands.flags import build_parser, config_from_args, parse_config
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models import get_model_entry
 

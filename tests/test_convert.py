@@ -31,7 +31,7 @@ from keras_cnns.reference import (  # noqa: E402
     keras_weights_to_state_dict,
     reference_spec,
 )
-from keras_cnns.reference.files import (  # noqa: E402
+from keras_cnns.reference.checkpoints import (  # noqa: E402
     ConversionError,
     keras_to_torch_file,
     torch_file_to_keras,
@@ -151,7 +151,7 @@ def test_convert_script_round_trip(tmp_path):
     script = textwrap.dedent(
         """
         import runpy, sys
-        main = runpy.run_path(sys.argv[1], run_name="convert")["main"]
+        from keras_cnns.commands.convert import main
         d = sys.argv[2]
         for argv in (
             [f"{d}/m.keras", "--to", "torch"],

@@ -7,7 +7,6 @@ as a real command to check the exit status, the stderr filter and that Keras sta
 
 import ast
 import csv
-import importlib.util
 import io
 import json
 import shutil
@@ -20,11 +19,8 @@ import pytest
 import tensorflow as tf
 from test_predict_verify import PREDICT, make_export, run
 
-from keras_cnns import prediction
-
-spec = importlib.util.spec_from_file_location("predict_script", PREDICT)
-predict_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(predict_script)
+from keras_cnns.commands import predict as predict_script
+from keras_cnns.serving import prediction
 
 PER_CLASS = 4
 CLASSES = ("class_0", "class_1", "class_2")
@@ -195,7 +191,7 @@ def test_command_classifies_a_folder_without_loading_keras(exported, class_folde
     *table, loaded = result.stdout.splitlines()
     assert len(list(csv.DictReader(table))) == 3 * PER_CLASS
     modules = ast.literal_eval(loaded.removeprefix("LOADED "))
-    assert "keras_cnns.prediction" in modules
+    assert "keras_cnns.serving.prediction" in modules
     assert not [name for name in modules if name.split(".")[0] == "keras"], modules
     # With the CSV on stdout, the accuracy goes to stderr, where it cannot break a parser.
     assert result.stderr.startswith(f"accuracy {expected_accuracy:.4f}"), result.stderr

@@ -1,6 +1,5 @@
-"""keras_cnns.preview and scripts/preview_data.py: what the model receives, drawn."""
+"""keras_cnns.data.sample_grid and scripts/preview_data.py: what the model receives, drawn."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_cnns.commands import preview as preview_script
 from keras_cnns.data import load_source
-from keras_cnns.preview import augmented_versions, draw_preview, model_view
+from keras_cnns.data.sample_grid import augmented_versions, draw_preview, model_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "preview_data.py"
 
-spec = importlib.util.spec_from_file_location("preview_script", SCRIPT)
-preview_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(preview_script)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnns.reproduce import ACCURACY_TOLERANCE, compare
+from keras_cnns.training.reproduction import ACCURACY_TOLERANCE, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]

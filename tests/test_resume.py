@@ -187,7 +187,7 @@ def _manifest(**config):
 
 
 def test_a_changed_config_is_not_judged():
-    from keras_cnns.reproduce import judge
+    from keras_cnns.training.reproduction import judge
 
     status, verdict = judge(_manifest(), {**_manifest()["config"], "seed": 1, "output": "b"},
                             _manifest())
@@ -196,7 +196,7 @@ def test_a_changed_config_is_not_judged():
 
 
 def test_bit_equality_is_asked_only_on_the_same_hardware_and_libraries():
-    from keras_cnns.reproduce import judge
+    from keras_cnns.training.reproduction import judge
 
     same = _manifest()
     status, verdict = judge(same, same["config"], _manifest())

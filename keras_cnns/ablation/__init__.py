@@ -11,7 +11,7 @@ report.md and its claim sentences, `plots` draws ablation.png, `outputs` writes 
 
 from keras_cnns.ablation.grid import PRESETS, Cell, Grid, load_grid, preset_path
 from keras_cnns.ablation.outputs import write_outputs
-from keras_cnns.ablation.runner import default_output, run_grid
+from keras_cnns.ablation.runs import default_output, run_grid
 
 __all__ = [
     "PRESETS",

@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
+from keras_cnns.ablation.claims import render_report
+from keras_cnns.ablation.figure import plot_ablation
 from keras_cnns.ablation.grid import Grid
-from keras_cnns.ablation.plots import plot_ablation
-from keras_cnns.ablation.report import render_report
 from keras_cnns.ablation.results import CellSummary, RunRow, summarize
 
 RESULTS_CSV = "results.csv"

@@ -1,8 +1,73 @@
-"""The command lines' bodies, so that an installed copy runs them without the source tree.
+"""Every command of the project, run as `keras-cnns COMMAND [flags]` (one console script).
 
-`scripts/train.py` and `scripts/tune.py` are thin shims over `train.main` and `tune.main`;
-`python -m keras_cnns.train` / `keras_cnns.tune` and the console scripts `keras-cnns-train` /
-`keras-cnns-tune` (pyproject `[project.scripts]`) call `run()`. Only this package and
-`scripts/` import the command-line helper `keras_cnns.runner`; the library never does
-(tests/test_packaging.py checks).
+Each command is one module here whose `main(argv, prog)` turns flags into one library call;
+`scripts/<name>.py` are shims over the same modules, so `python scripts/train.py --model alexnet`
+and `keras-cnns train --model alexnet` are the same run. This package imports nothing heavy:
+`keras-cnns --help` and usage errors print before TensorFlow starts.
 """
+
+from __future__ import annotations
+
+import importlib
+import runpy
+import sys
+from pathlib import Path
+
+from keras_cnns.commands.cli import quiet_tensorflow
+
+# name -> (module, what it does); the order is the order of `keras-cnns --help`.
+COMMANDS = {
+    "train": ("train", "train a model and export it"),
+    "tune": ("tune", "search a model's hyperparameters with keras-tuner"),
+    "evaluate": ("evaluate", "score a run directory or an export on a split"),
+    "predict": ("predict", "classify image files with an export"),
+    "verify": ("verify", "check an export with TensorFlow alone (hashes, golden, accuracy)"),
+    "convert": ("convert", "Keras <-> PyTorch weights; add ONNX or LiteRT to an export"),
+    "ablate": ("ablate", "measure the seed's claims with a grid of training runs"),
+    "parity": ("parity", "logit gaps across Keras backends, PyTorch and ONNX Runtime"),
+    "benchmark": ("benchmark", "training and inference speed beside the PyTorch reference"),
+    "profile": ("profile", "where one training step's time goes, op by op"),
+    "tflite-latency": ("tflite_latency", "size, accuracy and latency: SavedModel vs LiteRT"),
+    "preview": ("preview", "draw training images as the model receives them"),
+}
+# scripts/<file>.py -> command, where the file's name is not the command's.
+SCRIPT_NAMES = {"preview_data": "preview", "profile_step": "profile",
+                "tflite_latency": "tflite-latency"}
+
+
+def run(command: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run one command as its console form or its scripts/ shim does."""
+    module_name, _ = COMMANDS[command]
+    prog = prog or f"keras-cnns {command}"
+    if command == "verify":
+        # verify imports neither keras_cnns nor Keras, so that it runs as a lone file wherever
+        # TensorFlow is; run from its path, it does not import this package either.
+        namespace = runpy.run_path(str(Path(__file__).with_name("verify.py")))
+        namespace["quiet_native_logs"]()
+        return namespace["main"](argv, prog=prog)
+    quiet_tensorflow()
+    module = importlib.import_module(f"keras_cnns.commands.{module_name}")
+    return module.main(argv, prog=prog)
+
+
+def script(path: str) -> int:
+    """The body of every scripts/<name>.py shim."""
+    name = Path(path).stem
+    return run(SCRIPT_NAMES.get(name, name), sys.argv[1:], prog=f"{name}.py")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `keras-cnns` console script and `python -m keras_cnns`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    width = max(map(len, COMMANDS))
+    listing = "\n".join(f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items())
+    usage = ("usage: keras-cnns COMMAND [flags]   (keras-cnns COMMAND --help)\n\n"
+             f"commands:\n{listing}\n")
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(usage)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        sys.stderr.write(f"keras-cnns: error: Unknown command {argv[0]!r}; the commands are: "
+                         f"{', '.join(COMMANDS)}.\n")
+        return 2
+    return run(argv[0], argv[1:])

@@ -7,17 +7,19 @@ manifest, the run retrains it and reports whether the result reproduces it
 (exit status 1 when it does not).
 """
 
-from keras_cnns.runner import quiet_tensorflow, user_errors
+from keras_cnns.commands.cli import user_errors
+
+PROG = "train.py"
 
 
-def main(argv=None) -> int:
-    from keras_cnns.cli import parse_config
+def main(argv=None, prog: str = PROG) -> int:
+    from keras_cnns.commands.flags import parse_config
 
-    config, args = parse_config(argv, prog="train.py", description=__doc__.splitlines()[0])
-    with user_errors("train.py"):
+    config, args = parse_config(argv, prog=prog, description=__doc__.splitlines()[0])
+    with user_errors(prog):
         from keras_cnns.export import read_manifest
-        from keras_cnns.reproduce import judge, recorded_manifest
         from keras_cnns.training import train
+        from keras_cnns.training.reproduction import judge, recorded_manifest
 
         reference = recorded_manifest(getattr(args, "config", None))
         result = train(config)
@@ -35,9 +37,3 @@ def main(argv=None) -> int:
             print(f"reproduction   {verdict}")
             return status
     return 0
-
-
-def run() -> int:
-    """The `keras-cnns-train` console script and `python -m keras_cnns.train`."""
-    quiet_tensorflow()
-    return main()

@@ -14,16 +14,16 @@ import re
 import sys
 from pathlib import Path
 
-from keras_cnns.runner import quiet_tensorflow, user_errors
+from keras_cnns.commands.cli import user_errors
 
 PROG = "tune.py"
 
 
-def parse_args(argv=None):
-    from keras_cnns.cli import build_parser, config_from_args
+def parse_args(argv=None, prog: str = PROG):
+    from keras_cnns.commands.flags import build_parser, config_from_args
     from keras_cnns.config import ConfigError
 
-    parser = build_parser(PROG, __doc__)
+    parser = build_parser(prog, __doc__)
     group = parser.add_argument_group("search")
     group.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random",
                        help="search algorithm (default: random)")
@@ -51,13 +51,13 @@ def parse_args(argv=None):
                               "for train.py.")
         config = config_from_args(args).resolve()
     except ConfigError as error:
-        parser.exit(2, f"{PROG}: error: {error}\n")
+        parser.exit(2, f"{prog}: error: {error}\n")
     return config, args
 
 
-def main(argv=None) -> int:
-    config, args = parse_args(argv)
-    with user_errors(PROG):
+def main(argv=None, prog: str = PROG) -> int:
+    config, args = parse_args(argv, prog)
+    with user_errors(prog):
         from keras_cnns import tuning
 
         space = (tuning.load_space(args.space) if args.space
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
                 log=lambda line: print(line, flush=True),
             )
         except tuning.TuningError as error:
-            sys.stderr.write(f"{PROG}: error: {error}\n")
+            sys.stderr.write(f"{prog}: error: {error}\n")
             return 1
         if part == "worker":
             ran = ", ".join(result.ran) or "none"
@@ -103,15 +103,9 @@ def main(argv=None) -> int:
         print(f"table          {files['csv']}")
         print(f"plot           {files['plot']}")
         if "best" not in files:
-            sys.stderr.write(f"{PROG}: error: no trial completed, so there is no best.json; "
+            sys.stderr.write(f"{prog}: error: no trial completed, so there is no best.json; "
                              "see the trial messages above.\n")
             return 1
         print(f"best config    {files['best']}")
         print(f"retrain        python scripts/train.py --config {files['best']}")
     return 0
-
-
-def run() -> int:
-    """The `keras-cnns-tune` console script and `python -m keras_cnns.tune`."""
-    quiet_tensorflow()
-    return main()

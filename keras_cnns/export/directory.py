@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns import faults
+from keras_cnns import files
 from keras_cnns.machine import cpu_facts, process_alive
 
 FORMAT_VERSION = 2
@@ -134,7 +134,7 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
             if path.is_file()
         }
         (tmp_dir / MANIFEST_FILE).write_text(manifest_text(manifest))
-        faults.reach("export")
+        files.reach("export")
         # rename() is atomic on one filesystem and fails if a non-empty `output` appeared
         # meanwhile (an empty one is replaced, which loses nothing).
         os.rename(tmp_dir, output)

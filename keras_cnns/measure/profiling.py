@@ -132,7 +132,7 @@ def _our_training(args, steps: int):
     on), so that no input pipeline shares the cores."""
     import tensorflow as tf
 
-    from keras_cnns.measure.benchmark import benchmark_config
+    from keras_cnns.measure.throughput import benchmark_config
     from keras_cnns.training import sharding
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
@@ -149,7 +149,7 @@ def _our_training(args, steps: int):
 def _profile_ours(args) -> dict:
     import tensorflow as tf
 
-    from keras_cnns.measure.benchmark import forward_flops, timed_epochs
+    from keras_cnns.measure.throughput import forward_flops, timed_epochs
 
     model, train_ds = _our_training(args, args.steps)
     (seconds,) = timed_epochs(model, train_ds, args.steps, epochs=1)  # untraced
@@ -177,8 +177,8 @@ def _kernels_ours(args) -> dict:
 
 
 def _kernels_torch(args) -> dict:
-    from keras_cnns.measure.benchmark import benchmark_config
-    from keras_cnns.reference.training import reference_setup, reference_training_step
+    from keras_cnns.measure.throughput import benchmark_config
+    from keras_cnns.reference.torch_training import reference_setup, reference_training_step
 
     config = benchmark_config(args)
     step = reference_training_step(reference_setup(config, args.layout == "cl"), config)
@@ -191,8 +191,8 @@ def _profile_torch(args) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from keras_cnns.measure.benchmark import benchmark_config
-    from keras_cnns.reference.training import reference_setup, reference_training_step
+    from keras_cnns.measure.throughput import benchmark_config
+    from keras_cnns.reference.torch_training import reference_setup, reference_training_step
 
     config = benchmark_config(args)
     step = reference_training_step(reference_setup(config, args.layout == "cl"), config)
@@ -306,7 +306,7 @@ def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_cnns.cli import OneLineParser  # a usage error is one sentence
+    from keras_cnns.commands.cli import OneLineParser  # a usage error is one sentence
     from keras_cnns.models import default_model, list_models
 
     parser = OneLineParser(prog="profile_step.py", description=__doc__.splitlines()[0])
@@ -342,13 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not args.steps:
-        from keras_cnns.measure.benchmark import default_steps
+        from keras_cnns.measure.throughput import default_steps
 
         args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
     # benchmark._config reads these; the profile keeps the recipe's own values.
     args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
     if not args.side:
-        from keras_cnns.measure.benchmark import check_shards
+        from keras_cnns.measure.throughput import check_shards
 
         check_shards(args, build_parser())
     if args.side:

@@ -6,7 +6,7 @@
   PyTorch user runs. The first steps compile; `compile_s` reports them apart from the rate.
 - `torch_infer_b128`: forward passes, channels_last, for the inference comparison.
 
-All train the same step (`keras_cnns.reference.training`): the recipe's optimizer and loss on
+All train the same step (`keras_cnns.reference.torch_training`): the recipe's optimizer and loss on
 one in-memory batch.
 """
 
@@ -36,7 +36,7 @@ def context_switches() -> int:
 def case_torch(args, case: str, config) -> dict:
     import torch
 
-    from keras_cnns.reference.training import reference_setup, reference_training_step
+    from keras_cnns.reference.torch_training import reference_setup, reference_training_step
 
     setup = reference_setup(config, channels_last=case != "torch_nchw")
     info = {"threads": torch.get_num_threads(), "precision": setup.precision,
@@ -62,7 +62,7 @@ def case_torch(args, case: str, config) -> dict:
     if compiled:
         import torch._inductor.config as inductor
 
-        from keras_cnns.reference.training import COMPILE_OPTIONS
+        from keras_cnns.reference.torch_training import COMPILE_OPTIONS
 
         result.update(compile_s=sum(warmup) - 3 * step_s, compile_options=COMPILE_OPTIONS,
                       inductor_cpp_compiler=inductor.cpp.cxx[-1] if inductor.cpp.cxx else None)

@@ -155,7 +155,7 @@ register_model(
             "convolutions, adaptive 2x2 pooling, 1024-512 classifier)."
         ),
         description="AlexNet, the seed's variant: 5,303,498 parameters at 1 channel, 10 classes.",
-        torch_reference="keras_cnns.reference.models:alexnet_reference",
+        torch_reference="keras_cnns.reference.twins:alexnet_reference",
         layer_units=UNITS,
         read_options=read_alexnet_options,
         parity_cases=(

@@ -87,7 +87,7 @@ register_model(
         description=(
             "AlexNet, torchvision's layout: 61,100,840 parameters at 3 channels, 1000 classes."
         ),
-        torch_reference="keras_cnns.reference.models:alexnet2012_reference",
+        torch_reference="keras_cnns.reference.twins:alexnet2012_reference",
         layer_units=UNITS,
         read_options=read_alexnet_options,
         parity_cases=(

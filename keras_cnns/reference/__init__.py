@@ -25,15 +25,15 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "keras_cnns.reference needs PyTorch; install the torch extra: pip install -e '.[torch]'"
     ) from err
 
-from keras_cnns.reference.convert import (
+from keras_cnns.reference.conversion import (
     keras_to_torch,
     keras_weights_to_state_dict,
     load_state_dict_into_keras,
     torch_layer_map,
     torch_to_keras,
 )
-from keras_cnns.reference.models import AlexNet, AlexNet2012, LeNet5, build_reference
 from keras_cnns.reference.spec import reference_for, reference_spec
+from keras_cnns.reference.twins import AlexNet, AlexNet2012, LeNet5, build_reference
 
 __all__ = [
     "AlexNet",

@@ -1,7 +1,7 @@
 """Export a converted model (no training run, no test split) for serving and `predict.py`.
 
 A checkpoint from elsewhere, such as torchvision's ImageNet AlexNet converted to Keras by
-`keras_cnns.reference.files.torch_file_to_keras`, has no `DataSource` behind it: its
+`keras_cnns.reference.checkpoints.torch_file_to_keras`, has no `DataSource` behind it: its
 preprocessing constants and class names come from its publisher. `export_converted` writes the
 same directory layout as a training export (`keras_cnns.export.write_export`, atomic):
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras_cnns.reference.models import build_reference
+from keras_cnns.reference.twins import build_reference
 
 
 def _scaled(units: int, width: float) -> int:
@@ -88,7 +88,7 @@ def reference_spec(keras_model) -> dict[str, Any]:
 
 def reference_for(keras_model):
     """The PyTorch reference module of `keras_model`, holding its weights, in eval mode."""
-    from keras_cnns.reference.convert import keras_to_torch
+    from keras_cnns.reference.conversion import keras_to_torch
 
     spec = reference_spec(keras_model)
     module = build_reference(

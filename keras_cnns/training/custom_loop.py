@@ -24,7 +24,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_cnns import faults
+from keras_cnns import files
 from keras_cnns.config import ConfigError
 
 
@@ -91,7 +91,7 @@ def fit_multi_worker(
         loss_sum = correct_sum = 0.0
         for step in range(steps_per_epoch):
             loss, correct = train_step(next(train_iter))
-            faults.reach("batch")
+            files.reach("batch")
             loss = float(loss)
             if not math.isfinite(loss):
                 raise NonFiniteStateError(epoch + 1, loss)

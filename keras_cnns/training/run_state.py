@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns import faults
+from keras_cnns import files
 
 STATE_FILE = "state.json"
 VARIABLES_FILE = "variables.npz"
@@ -138,7 +138,7 @@ def commit(backup: Path, state: RunState, arrays: list[np.ndarray]) -> Path:
     tmp.mkdir()
     payload = _npz_bytes(arrays)
     atomic_write_bytes(tmp / VARIABLES_FILE, payload)
-    faults.reach("state")
+    files.reach("state")
     record = {**dataclasses.asdict(state), "variables_sha256": sha256_bytes(payload),
               "variables": len(arrays)}
     atomic_write_bytes(tmp / STATE_FILE, (json.dumps(record, indent=1) + "\n").encode())
@@ -255,7 +255,7 @@ class EpochRecorder:
             best = best_weights_path(self.backup, epoch + 1)
             self.backup.mkdir(parents=True, exist_ok=True)
             model.save_weights(_temporary(best))
-            faults.reach("best")
+            files.reach("best")
             os.replace(_temporary(best), best)
         else:
             state.epochs_without_gain += 1

@@ -28,10 +28,10 @@ import tensorflow as tf
 
 from keras_cnns import data as data_lib
 from keras_cnns import export as export_lib
-from keras_cnns import faults, reporting
+from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.training import plots, run_state, sharding
 from keras_cnns.training import run_dir as run_dirs
-from keras_cnns.training import run_state, sharding
 from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
 from keras_cnns.training.precision import set_precision
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
@@ -68,7 +68,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        faults.reach("batch")
+        files.reach("batch")
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.bad_loss = float(loss)
@@ -228,7 +228,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
     if not chief:
         shutil.rmtree(backup, ignore_errors=True)
     metrics = evaluate(model, test_ds, info.class_names, config)
-    faults.reach("evaluate")
+    files.reach("evaluate")
     metrics.update(
         train_seconds=round(train_seconds, 2),
         dtype_policy=policy,
@@ -317,13 +317,13 @@ def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None 
         one_hot, logits
     )
     predictions = logits.argmax(-1)
-    matrix = reporting.confusion_matrix(labels, predictions, len(class_names))
+    matrix = plots.confusion_matrix(labels, predictions, len(class_names))
     return {
         "test_accuracy": float((predictions == labels).mean()),
         "test_loss": float(loss),
         "test_examples": int(len(labels)),
         "per_class_accuracy": dict(
-            zip(class_names, reporting.per_class_accuracy(matrix), strict=True)
+            zip(class_names, plots.per_class_accuracy(matrix), strict=True)
         ),
         "confusion_matrix": matrix.tolist(),
     }
@@ -337,8 +337,8 @@ def _write_reports(run_dir: Path, metrics: dict, class_names, config: RunConfig)
     title = f"{config.model} on {config.dataset}"
     history_file = run_dir / "history.csv"
     if history_file.exists():
-        reporting.plot_curves(reporting.read_history(history_file), run_dir / "curves.png", title)
-    reporting.plot_confusion(
+        plots.plot_curves(plots.read_history(history_file), run_dir / "curves.png", title)
+    plots.plot_confusion(
         np.asarray(metrics["confusion_matrix"]),
         list(class_names),
         run_dir / "confusion.png",

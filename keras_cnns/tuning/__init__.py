@@ -14,7 +14,7 @@ hypermodel builds, compiles and trains through the trainer's own functions (`hyp
 """
 
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
-from keras_cnns.tuning.report import (
+from keras_cnns.tuning.results_table import (
     format_table,
     plot_results,
     summary,

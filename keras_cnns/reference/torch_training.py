@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from keras_cnns.reference.models import build_reference
+from keras_cnns.reference.twins import build_reference
 
 # torch.compile's settings for the compiled step: inductor's defaults ("default" mode; the
 # step's shapes never change, so dynamic shapes are off).

@@ -17,9 +17,9 @@ import keras
 import numpy as np
 
 from keras_cnns import data as data_lib
-from keras_cnns import reporting
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.preflight import check_writable_dir
+from keras_cnns.training import plots
 
 
 def _load(path: Path) -> tuple[RunConfig, keras.Model]:
@@ -138,7 +138,7 @@ def evaluate_path(
     metrics = evaluate(model, pipeline, info.class_names, config)
     metrics["split"], metrics["dataset"] = split, config.dataset
     if confusion_png is not None:
-        reporting.plot_confusion(
+        plots.plot_confusion(
             np.asarray(metrics["confusion_matrix"]),
             list(info.class_names),
             confusion_png,

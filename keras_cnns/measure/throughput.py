@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py --model NAME --image-size 96
 
-Every case runs in a fresh child process (`python -m keras_cnns.measure.benchmark --case ...`),
+Every case runs in a fresh child process (`python -m keras_cnns.measure.throughput --case ...`),
 and the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
 every case alike; the table reports medians and their ratios. The cases:
 
@@ -45,13 +45,13 @@ import sys
 import time
 from pathlib import Path
 
-from keras_cnns.measure.benchmark_report import (
+from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.measure.peak import peak_case
+from keras_cnns.measure.throughput_tables import (
     device_description,
     format_table,
     summarise,
 )
-from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
-from keras_cnns.measure.peak import peak_case
 from keras_cnns.measure.torch_cases import case_torch, context_switches, time_calls
 
 # Cases that run our path under another Keras backend: the KERAS_BACKEND of their child.
@@ -217,7 +217,7 @@ def run_case(args) -> dict:
 # -- parent side: interleave and collect (the tables: benchmark_report.py) ----------------------
 def _child_args(args, case) -> list[str]:
     """The command line of one case's child process."""
-    argv = [sys.executable, "-m", "keras_cnns.measure.benchmark", "--case", case]
+    argv = [sys.executable, "-m", "keras_cnns.measure.throughput", "--case", case]
     for name in (
         "model",
         "image_size",
@@ -284,7 +284,7 @@ def run_all(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_cnns.cli import OneLineParser  # a usage error is one sentence
+    from keras_cnns.commands.cli import OneLineParser  # a usage error is one sentence
 
     parser = OneLineParser(prog="benchmark.py", description=__doc__.splitlines()[0])
     from keras_cnns.models import default_model, list_models

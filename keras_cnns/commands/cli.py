@@ -1,7 +1,12 @@
-"""What the command lines share: quiet start-up and one-sentence failures."""
+"""What every command shares: one argument parser, quiet start-up, one-sentence failures.
+
+Light on purpose (the standard library only): `keras-cnns --help` and every usage error are
+printed before TensorFlow is imported, so they carry none of its start-up lines.
+"""
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import re
@@ -16,6 +21,19 @@ _NATIVE_NOISE = re.compile(
     rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
     rb"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
 )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
+
+    def error(self, message):
+        sentence = message[0].upper() + message[1:]
+        self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
+
+
+def note_writer(prog: str):
+    """One `PROG: note: ...` line on stderr per call."""
+    return lambda message: sys.stderr.write(f"{prog}: note: {message}\n")
 
 
 def quiet_tensorflow() -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from keras_cnns import config as config_module
+from keras_cnns.commands.cli import OneLineParser, note_writer
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.data.augment import list_augment_policies
 from keras_cnns.models import get_model_entry, list_models
@@ -71,14 +72,6 @@ _RECIPE_FIELDS = (
     "dropout",
     "width",
 )
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
-
-    def error(self, message):
-        sentence = message[0].upper() + message[1:]
-        self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
 
 
 def _recipe_default(name: str) -> str:
@@ -206,17 +199,5 @@ def parse_config(argv=None, prog=None, description=None) -> tuple[RunConfig, arg
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
-def note_writer(prog: str):
-    """Where `config_from_args` sends its notes: one `PROG: note: ...` line on stderr."""
-    return lambda message: sys.stderr.write(f"{prog}: note: {message}\n")
-
-
 def _field_names():
     return {field.name for field in dataclasses.fields(RunConfig)}
-
-
-def fail(message: str, code: int = 1, prog: str | None = None) -> None:
-    """End a command with one sentence and a non-zero status."""
-    prog = prog or (sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "keras_cnns")
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    raise SystemExit(code)

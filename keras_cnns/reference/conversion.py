@@ -28,8 +28,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from keras_cnns.reference.models import build_reference
 from keras_cnns.reference.spec import reference_spec
+from keras_cnns.reference.twins import build_reference
 
 # The Dense layer fed by the Flatten layer: every registered model names them so.
 _FLATTEN = "flatten"

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from keras_cnns.reference.convert import keras_weights_to_state_dict, load_state_dict_into_keras
-from keras_cnns.reference.models import build_reference
+from keras_cnns.reference.conversion import keras_weights_to_state_dict, load_state_dict_into_keras
 from keras_cnns.reference.spec import reference_spec
+from keras_cnns.reference.twins import build_reference
 
 TOLERANCE = 1e-5
 CHECK_BATCH = 8

@@ -17,7 +17,7 @@ pooling, dropout, channels) are the Keras registry's, and at their defaults
 the modules are the sources' exactly.
 
 Each module carries `keras_layer_map`: the Keras layer name of every weighted
-module, which is what the converters in `keras_cnns.reference.convert` match on.
+module, which is what the converters in `keras_cnns.reference.conversion` match on.
 """
 
 from __future__ import annotations

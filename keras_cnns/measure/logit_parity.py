@@ -18,7 +18,7 @@ made from (so its gap includes ONNX's preprocessing) and its time includes the p
     rows = run(list_models())
     print(format_table(rows))
 
-The backend workers are `python -m keras_cnns.measure.parity --worker CASES OUT` under
+The backend workers are `python -m keras_cnns.measure.logit_parity --worker CASES OUT` under
 KERAS_BACKEND.
 """
 
@@ -177,7 +177,7 @@ def run_keras_backend(backend: str, cases: list[dict], repeats: int, workdir: Pa
     out_file = workdir / f"{backend}.json"
     run_python(
         backend,
-        ["-m", "keras_cnns.measure.parity", "--worker", str(cases_file), str(out_file),
+        ["-m", "keras_cnns.measure.logit_parity", "--worker", str(cases_file), str(out_file),
          "--repeats", str(repeats)],
         what="parity worker",
     )
@@ -330,7 +330,7 @@ def format_table(rows: Sequence[dict], tolerance: float = TOLERANCE) -> str:
 def _worker_main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m keras_cnns.measure.parity")
+    parser = argparse.ArgumentParser(prog="python -m keras_cnns.measure.logit_parity")
     parser.add_argument("--worker", nargs=2, metavar=("CASES", "OUT"), required=True)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
