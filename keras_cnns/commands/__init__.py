@@ -1,8 +1,8 @@
 """Every command of the project, run as `keras-cnns COMMAND [flags]` (one console script).
 
 Each command is one module here whose `main(argv, prog)` turns flags into one library call;
-`scripts/<name>.py` are shims over the same modules, so `python scripts/train.py --model alexnet`
-and `keras-cnns train --model alexnet` are the same run. This package imports nothing heavy:
+`scripts/<name>.py` are shims over the same modules, so `python scripts/train.py --model NAME`
+and `keras-cnns train --model NAME` are the same run. This package imports nothing heavy:
 `keras-cnns --help` and usage errors print before TensorFlow starts.
 """
 
