@@ -145,7 +145,7 @@ def test_usage_errors_exit_2(capsys):
 def test_auto_precision_is_the_fast_one_this_machine_has(monkeypatch, gpu, bfloat16_cpu, expected):
     import tensorflow as tf
 
-    from keras_cnns.training import precision
+    from keras_cnns.models import precision
 
     gpus = ["/physical_device:GPU:0"] if gpu else []
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)

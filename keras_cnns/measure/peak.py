@@ -17,7 +17,7 @@ def peak_case(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from keras_cnns.training.precision import precision_mode
+    from keras_cnns.models.precision import precision_mode
 
     mode = precision_mode(args.mixed_precision or "off")
     dtype = {"off": "float32", "bfloat16": "bfloat16", "float16": "float16"}[mode]

@@ -36,7 +36,7 @@ class ReferenceSetup:
 def reference_setup(config, channels_last: bool) -> ReferenceSetup:
     """The reference module for `config` and a random batch of its shape."""
     from keras_cnns.data import load_source
-    from keras_cnns.training.precision import precision_mode
+    from keras_cnns.models.precision import precision_mode
 
     precision = precision_mode(config.mixed_precision)
     # Like for like: under mixed precision the reference runs under torch's autocast.

@@ -30,10 +30,10 @@ from keras_cnns import data as data_lib
 from keras_cnns import export as export_lib
 from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.models.precision import set_precision
 from keras_cnns.training import plots, run_state, sharding
 from keras_cnns.training import run_dir as run_dirs
 from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
-from keras_cnns.training.precision import set_precision
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
 
 
