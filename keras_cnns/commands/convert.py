@@ -171,8 +171,8 @@ def _tflite(args, parser) -> int:
 def _export(args, parser) -> int:
     import tempfile
 
+    from keras_cnns.export.converted import export_converted, read_class_names
     from keras_cnns.reference.checkpoints import load_keras_model, torch_file_to_keras
-    from keras_cnns.reference.export_converted import export_converted, read_class_names
 
     if not (args.mean and args.std and args.class_names):
         parser.error("--to export needs --mean, --std and --class-names FILE")

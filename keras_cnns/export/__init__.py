@@ -45,6 +45,7 @@ The modules, each one idea, import one another without a cycle (tests/test_expor
     tensorflow_process, worker   the TensorFlow-backend child that converts a `.keras` file
     bundle            export_model: the whole export of a training run
     amend             add model.onnx or model.tflite to an existing export
+    converted         export_converted: an export of weights from elsewhere (no training run)
 """
 
 from keras_cnns.export.amend import add_onnx, add_tflite

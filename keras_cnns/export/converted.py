@@ -3,7 +3,7 @@
 A checkpoint from elsewhere, such as torchvision's ImageNet AlexNet converted to Keras by
 `keras_cnns.reference.checkpoints.torch_file_to_keras`, has no `DataSource` behind it: its
 preprocessing constants and class names come from its publisher. `export_converted` writes the
-same directory layout as a training export (`keras_cnns.export.write_export`, atomic):
+same directory layout as a training export (`directory.write_export`, atomic):
 
 - the SavedModel with `serving_default` (uint8 images of any size, resized to the model's
   input and normalised with `mean` and `std` on the [0, 1] scale) and `serve`,
@@ -23,6 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from keras_cnns.export.directory import (
+    FORMAT_VERSION,
+    GOLDEN_FILE,
+    MODEL_FILE,
+    ExportError,
+    hardware,
+    versions,
+    write_export,
+)
+from keras_cnns.export.saved_model import (
+    load_serving,
+    model_input_shape,
+    preprocessing_record,
+    run_serving,
+    save_keras_file,
+    write_saved_model,
+)
 
 PROBE_IMAGES = 4
 PROBE_SEED = 0
@@ -54,22 +72,6 @@ def export_converted(
         class_names: one name per logit.
         conversion: what to record about the weights' origin (source file, logits gap, ...).
     """
-    from keras_cnns.export import (
-        FORMAT_VERSION,
-        GOLDEN_FILE,
-        MODEL_FILE,
-        ExportError,
-        hardware,
-        load_serving,
-        model_input_shape,
-        preprocessing_record,
-        run_serving,
-        save_keras_file,
-        versions,
-        write_export,
-        write_saved_model,
-    )
-
     height, width, channels = model_input_shape(model)
     class_names = [str(name) for name in class_names]
     classes = int(model.outputs[0].shape[-1])
