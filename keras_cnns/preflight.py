@@ -10,16 +10,15 @@ Each failure is a `ConfigError` of one sentence, which the command lines turn in
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import math
 import os
-import resource
 import tempfile
 from pathlib import Path
 
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.machine import machine_memory
 
 # Weights, their gradients and the two moments of Adam(W): four float32 copies of the
 # parameters. Every layer's output is kept for the backward pass, which makes a gradient of
@@ -52,7 +51,8 @@ def check_run(config: RunConfig, *, write_places: bool = True) -> MemoryEstimate
     `write_places=False` skips the probes of `run_dir` and `output` (for callers that write
     elsewhere, such as a tuning search).
     """
-    config = config.resolve()
+    if not config.is_resolved():
+        raise ValueError("check_run takes a resolved RunConfig (config.resolve()).")
     from keras_cnns.data import list_augment_policies
 
     if config.augment not in list_augment_policies():
@@ -159,24 +159,6 @@ def estimate_memory(config: RunConfig) -> MemoryEstimate:
 def _outputs(layer):
     output = layer.output
     return output if isinstance(output, (list, tuple)) else [output]
-
-
-def machine_memory() -> int | None:
-    """Bytes this process may use: physical memory, capped by a cgroup limit or `ulimit -v`."""
-    limits = []
-    with contextlib.suppress(ValueError, OSError, AttributeError):
-        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            limits.append(int(text))
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        limits.append(soft)
-    return min(limits) if limits else None
 
 
 def _count(number: int) -> str:

@@ -168,9 +168,9 @@ def test_gzip_inflating_past_its_header_is_refused_after_one_byte_too_many(tmp_p
 
 
 def test_a_header_promising_more_than_memory_is_refused_unread(tmp_path, monkeypatch):
-    import keras_cnns.preflight
+    import keras_cnns.machine
 
     path = write_idx(tmp_path / "x-images-idx3-ubyte.gz", np.zeros((30, 8, 8), np.uint8))
-    monkeypatch.setattr(keras_cnns.preflight, "machine_memory", lambda: 3000)
+    monkeypatch.setattr(keras_cnns.machine, "machine_memory", lambda: 3000)
     with pytest.raises(DataError, match=r"promises 1920 bytes .*30 x 8 x 8.* 3000 bytes"):
         read_idx(path)

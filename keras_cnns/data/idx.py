@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_cnns import machine
 from keras_cnns.data.base import DataError
 
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -64,7 +65,7 @@ def _read_stream(path: Path, stream, stored: int | None) -> np.ndarray:
             f"{path} is truncated or corrupt: its header promises {expected} bytes of data "
             f"but it holds {stored - header}."
         )
-    limit = _memory_limit()
+    limit = machine.machine_memory()
     if limit is not None and expected > limit // 2:
         raise DataError(
             f"{path} promises {expected} bytes of data in its header ({' x '.join(map(str, shape))}"
@@ -82,12 +83,6 @@ def _read_stream(path: Path, stream, stored: int | None) -> np.ndarray:
             "(corrupt, or a gzip bomb); it was not read further."
         )
     return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _memory_limit() -> int | None:
-    from keras_cnns.preflight import machine_memory
-
-    return machine_memory()
 
 
 def find_idx_files(directory) -> dict:
