@@ -29,10 +29,11 @@ from keras_cnns.reference.conversion import (
     keras_to_torch,
     keras_weights_to_state_dict,
     load_state_dict_into_keras,
+    reference_for,
     torch_layer_map,
     torch_to_keras,
 )
-from keras_cnns.reference.spec import reference_for, reference_spec
+from keras_cnns.reference.spec import reference_spec
 from keras_cnns.reference.twins import AlexNet, AlexNet2012, LeNet5, build_reference
 
 __all__ = [

@@ -43,10 +43,13 @@ def torch_layer_map(keras_model) -> dict[str, str]:
     model's own name is free, and the map is its reference module's `keras_layer_map`.
     Raises ValueError for any other model.
     """
+    return dict(_untrained_twin(keras_model).keras_layer_map)
+
+
+def _untrained_twin(keras_model):
     spec = reference_spec(keras_model)
-    module = build_reference(spec["name"], input_shape=spec["input_shape"],
-                             num_classes=spec["num_classes"], **spec["options"])
-    return dict(module.keras_layer_map)
+    return build_reference(spec["name"], input_shape=spec["input_shape"],
+                           num_classes=spec["num_classes"], **spec["options"])
 
 
 def _weighted_layers(keras_model, layer_map: Mapping[str, str]) -> dict:
@@ -214,3 +217,10 @@ def keras_to_torch(keras_model, torch_module) -> None:
 def torch_to_keras(torch_module, keras_model) -> None:
     """Copy a `keras_cnns.reference` module's weights into the Keras model, in place."""
     load_state_dict_into_keras(torch_module.state_dict(), keras_model, _module_map(torch_module))
+
+
+def reference_for(keras_model):
+    """The PyTorch reference module of `keras_model`, holding its weights, in eval mode."""
+    module = _untrained_twin(keras_model)
+    keras_to_torch(keras_model, module)
+    return module.eval()

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras_cnns.reference.twins import build_reference
-
-
-def _scaled(units: int, width: float) -> int:
-    return max(1, int(round(units * width)))
+from keras_cnns.models import build_model, get_model_entry, list_models
+from keras_cnns.models.common import scaled
 
 
 def _units(layer) -> int:
@@ -33,7 +30,7 @@ def _width(bases, keras_model) -> float:
     candidates = [round(sizes[k] / bases[k], digits) for digits in (1, 2, 3, 4) for k in sizes]
     candidates.append((low + high) / 2)
     for width in candidates:
-        if width > 0 and all(_scaled(bases[k], width) == n for k, n in sizes.items()):
+        if width > 0 and all(scaled(bases[k], width) == n for k, n in sizes.items()):
             return float(width)
     raise ValueError(
         f"Keras model '{keras_model.name}': no width multiplier gives its layer sizes {sizes}."
@@ -49,8 +46,6 @@ def _signature(keras_model) -> list:
 
 
 def _candidate(entry, keras_model, shape, classes) -> dict[str, Any] | None:
-    from keras_cnns.models import build_model
-
     try:
         options = dict(entry.read_options(keras_model)) if entry.read_options else {}
         if "width" in entry.options and entry.layer_units:
@@ -71,8 +66,6 @@ def reference_spec(keras_model) -> dict[str, Any]:
 
     Raises ValueError, naming the registered models, for any other model.
     """
-    from keras_cnns.models import get_model_entry, list_models
-
     shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
     classes = int(keras_model.outputs[0].shape[-1])
     for name in list_models():
@@ -85,15 +78,3 @@ def reference_spec(keras_model) -> dict[str, Any]:
         "pass layer_map."
     )
 
-
-def reference_for(keras_model):
-    """The PyTorch reference module of `keras_model`, holding its weights, in eval mode."""
-    from keras_cnns.reference.conversion import keras_to_torch
-
-    spec = reference_spec(keras_model)
-    module = build_reference(
-        spec["name"], input_shape=spec["input_shape"], num_classes=spec["num_classes"],
-        **spec["options"],
-    )
-    keras_to_torch(keras_model, module)
-    return module.eval()

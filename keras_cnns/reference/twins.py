@@ -25,13 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The same rounding as keras_cnns.models.common.scaled, repeated here so the
-# reference does not import Keras (and through it TensorFlow).
-
-
-def _scaled(units: int, width: float) -> int:
-    return max(1, int(round(units * width)))
-
+from keras_cnns.models import get_model_entry
+from keras_cnns.models.common import scaled
 
 _ACTIVATIONS = {
     # torch.nn.GELU is the exact (erf) GELU, as is Keras' "gelu" by default.
@@ -102,8 +97,8 @@ class AlexNet(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        c1, c2, c3, c4, c5 = (_scaled(c, width) for c in self.CHANNELS)
-        f1, f2 = (_scaled(u, width) for u in self.UNITS)
+        c1, c2, c3, c4, c5 = (scaled(c, width) for c in self.CHANNELS)
+        f1, f2 = (scaled(u, width) for u in self.UNITS)
         pooled = self.POOLED
 
         def act():
@@ -201,8 +196,8 @@ class LeNet5(nn.Sequential):
         rows, cols = (((side // 2) - 4) // 2 for side in (height, width_px))
         if rows < 1 or cols < 1:
             raise ValueError(f"LeNet-5 needs inputs of at least 12x12, got {height}x{width_px}.")
-        c1, c2 = _scaled(6, width), _scaled(16, width)
-        u1, u2 = _scaled(120, width), _scaled(84, width)
+        c1, c2 = scaled(6, width), scaled(16, width)
+        u1, u2 = scaled(120, width), scaled(84, width)
         pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d
 
         def act():
@@ -261,9 +256,6 @@ def build_reference(name: str, *, input_shape, num_classes: int, **options) -> n
         compare logits.
     """
     import importlib
-
-    # Imported here so that importing this module does not pull in TensorFlow.
-    from keras_cnns.models import get_model_entry
 
     entry = get_model_entry(name)
     entry.check_options(options)
