@@ -12,7 +12,6 @@ import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import tensorflow as tf
 
 SPLITS = ("train", "validation", "test")
 
@@ -63,10 +62,6 @@ class DataSource:
         if split not in self._splits:
             raise DataError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
         return self._splits[split]
-
-    def as_dataset(self, split: str) -> tf.data.Dataset:
-        """The split as an unbatched `tf.data.Dataset` of `(uint8 HxWxC, int64)`."""
-        return tf.data.Dataset.from_tensor_slices(self.arrays(split))
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.info.split_sizes.items())

@@ -154,7 +154,6 @@ register_model(
             "'From LeNet to AlexNet: Why Deep CNNs Finally Won' (96-256-384-384-256 "
             "convolutions, adaptive 2x2 pooling, 1024-512 classifier)."
         ),
-        description="AlexNet, the seed's variant: 5,303,498 parameters at 1 channel, 10 classes.",
         torch_reference="keras_cnns.reference.twins:alexnet_reference",
         layer_units=UNITS,
         read_options=read_alexnet_options,

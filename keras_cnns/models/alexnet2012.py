@@ -84,9 +84,6 @@ register_model(
             "arXiv:1404.5997): 64-192-384-256-256 convolutions, adaptive 6x6 pooling, "
             "4096-4096 classifier."
         ),
-        description=(
-            "AlexNet, torchvision's layout: 61,100,840 parameters at 3 channels, 1000 classes."
-        ),
         torch_reference="keras_cnns.reference.twins:alexnet2012_reference",
         layer_units=UNITS,
         read_options=read_alexnet_options,

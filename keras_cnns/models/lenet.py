@@ -117,7 +117,6 @@ register_model(
             "LeCun et al., 'Gradient-based learning applied to document recognition', "
             "Proc. IEEE 1998; the d2l.ai form (sigmoid, average pooling, padded first conv)."
         ),
-        description="LeNet-5, classic form: 61,706 parameters at 28x28x1, 10 classes.",
         torch_reference="keras_cnns.reference.twins:lenet_reference",
         layer_units=frozen(conv1=6, conv2=16, fc1=120, fc2=84),
         read_options=read_lenet_options,

@@ -53,7 +53,6 @@ class ModelEntry:
         dataset_recipes: data set name -> the recipe fields that differ on it (measured
             in docs/BENCHMARKS.md); `recipe_for(dataset)` merges them over `recipe`.
         reference: the paper or text the architecture follows.
-        description: one line for listings.
         torch_reference: `"module:function"` of the PyTorch twin's builder, called like
             `builder` (channels-last `input_shape`); the module it returns carries
             `keras_layer_map` (Keras layer name -> submodule path), which the weight
@@ -77,7 +76,6 @@ class ModelEntry:
     options: Mapping[str, Any]
     recipe: Mapping[str, Any]
     reference: str
-    description: str = ""
     torch_reference: str = ""
     layer_units: Mapping[str, int] = dataclasses.field(default_factory=frozen)
     read_options: Callable[[Any], dict[str, Any]] | None = None
