@@ -37,7 +37,7 @@ uint8 test images, so `scripts/verify.py` (TensorFlow and numpy only) reproduces
 trainer's own Keras-side figures are kept beside them as `keras_test_accuracy` and
 `keras_test_loss`.
 
-The modules, each one idea, import one another without a cycle (tests/test_export.py checks):
+The modules, each one idea, import one another without a cycle (import-linter checks):
     directory         file names, atomic writing and amending, the manifest, provenance
     scoring           accuracy and loss, the test split's fingerprint, the golden probe
     saved_model       the SavedModel's signatures, per Keras backend

@@ -1,0 +1,1 @@
+"""Reading an export with TensorFlow alone: no Keras and no other keras_cnns module."""
