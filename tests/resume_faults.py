@@ -66,7 +66,7 @@ def outcome(cwd: Path) -> dict:
         "best.weights.h5": best_weights(run_dir / "checkpoints" / "best.weights.h5"),
         "export files": files,
         "manifest": manifest,
-        "leftovers": sorted(p.name for p in cwd.rglob(".tmp-*")) + sorted(
+        "leftovers": sorted(p.name for p in cwd.rglob(".*.tmp-*")) + sorted(
             p.name for p in (cwd / "exports").iterdir() if p.name.startswith(".")),
         "backup kept": (run_dir / "backup").exists(),
         "lock kept": (run_dir / "lock").exists(),

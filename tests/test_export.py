@@ -216,6 +216,40 @@ def test_read_manifest_errors_are_one_sentence(tmp_path):
     assert export_lib.read_manifest(tmp_path) == {"ok": 1}
 
 
+@pytest.mark.parametrize("had_one", [True, False], ids=["replacing", "adding"])
+def test_add_file_leaves_the_export_as_it_was_when_the_manifest_rename_fails(
+        grey, tmp_path, monkeypatch, had_one):
+    import os
+    import shutil
+
+    from keras_cnns import files
+    from keras_cnns.export.directory import add_file
+
+    export = shutil.copytree(grey[2], tmp_path / "export")
+
+    def finished(content: bytes):
+        written = files.temporary_sibling(export / "model.onnx")
+        written.write_bytes(content)
+        return written
+
+    if had_one:
+        add_file(export, finished(b"old onnx"), "model.onnx", {"file": "model.onnx"})
+    before = {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()}
+    real_replace = os.replace
+
+    def failing_for_the_manifest(source, target):
+        if os.path.basename(target) == "manifest.json":
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing_for_the_manifest)
+    written = finished(b"new onnx")
+    with pytest.raises(OSError, match="No space"):
+        add_file(export, written, "model.onnx", {"file": "model.onnx"})
+    written.unlink(missing_ok=True)  # the caller's to remove (amend.py does, in `finally`)
+    assert {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()} == before
+
+
 def test_export_package_imports_without_a_cycle():
     """Every module of keras_cnns/export/ imports only modules before it: the graph of their
     `keras_cnns.export.*` imports (top-level and inside functions) is acyclic."""

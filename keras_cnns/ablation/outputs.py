@@ -1,7 +1,7 @@
 """The results directory's files: results.csv, results.json, report.md and ablation.png.
 
-Each is rewritten after every run (a killed grid leaves them up to date) through a temporary
-file and a rename, so a kill never leaves half a file.
+Each is rewritten after every run (a killed grid leaves them up to date) through the durable
+write (`keras_cnns.files`), so a kill never leaves half a file.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
+from keras_cnns import files
 from keras_cnns.ablation.claims import render_report
 from keras_cnns.ablation.figure import plot_ablation
 from keras_cnns.ablation.grid import Grid
@@ -35,7 +35,7 @@ def write_outputs(results_dir: Path, grid: Grid, rows: dict[str, list[RunRow]]) 
     writer = csv.DictWriter(buffer, fieldnames=list(flat[0]) if flat else ["cell"])
     writer.writeheader()
     writer.writerows(flat)
-    _write_text(results_dir / RESULTS_CSV, buffer.getvalue())
+    files.write_text(results_dir / RESULTS_CSV, buffer.getvalue())
     payload = {
         "grid": grid.name,
         "description": grid.description,
@@ -46,15 +46,15 @@ def write_outputs(results_dir: Path, grid: Grid, rows: dict[str, list[RunRow]]) 
         "cells": [_summary_json(summary) for summary in summaries],
         "runs": [row.to_json() for row in ordered],
     }
-    _write_text(results_dir / RESULTS_JSON, json.dumps(payload, indent=2) + "\n")
+    files.write_text(results_dir / RESULTS_JSON, json.dumps(payload, indent=2) + "\n")
     report = render_report(
         grid.name, grid.description, grid.datasets, summaries, devices, machines,
         grid.seed_budget_minutes,
     )
-    _write_text(results_dir / REPORT, report)
-    temporary = results_dir / f".{PLOT}.tmp.png"
-    plot_ablation(summaries, temporary, f"ablation '{grid.name}' on {', '.join(grid.datasets)}")
-    os.replace(temporary, results_dir / PLOT)
+    files.write_text(results_dir / REPORT, report)
+    with files.replacing(results_dir / PLOT) as temporary:
+        plot_ablation(summaries, temporary,
+                      f"ablation '{grid.name}' on {', '.join(grid.datasets)}")
 
 
 def _summary_json(summary: CellSummary) -> dict:
@@ -80,9 +80,3 @@ def _summary_json(summary: CellSummary) -> dict:
         "epochs": summary.epochs,
         "params": summary.params,
     }
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

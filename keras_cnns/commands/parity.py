@@ -17,6 +17,7 @@ from pathlib import Path
 # This process is the TensorFlow side: it writes the cases, the reference and the ONNX file.
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+from keras_cnns import files
 from keras_cnns.commands.cli import OneLineParser, user_errors
 
 PROG = "parity.py"
@@ -55,6 +56,6 @@ def main(argv=None, prog: str = PROG) -> int:
             log=lambda message: print(f"[parity] {message}", file=sys.stderr, flush=True),
         )
         if args.json:
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+            files.write_text(args.json, json.dumps(rows, indent=2) + "\n")
         print(parity.format_table(rows, TOLERANCE))
         return 0 if parity.passed(rows, TOLERANCE) else 1

@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from keras_cnns import files
 from keras_cnns.commands.cli import OneLineParser
 from keras_cnns.serving import prediction  # TensorFlow only; no Keras
 
@@ -118,12 +119,6 @@ def format_json(predictions, names, top_k, evaluation, failures) -> str:
     return json.dumps(document, indent=1) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     failures = []
@@ -158,7 +153,7 @@ def main(argv=None, prog: str = PROG) -> int:
         text = format_table(predictions, names, args.top_k) + summary
         summary = "" if args.output is None else summary
     if args.output is not None:
-        write_atomically(args.output, text)
+        files.write_text(args.output, text)
         sys.stdout.write(summary)
     else:
         sys.stdout.write(text)

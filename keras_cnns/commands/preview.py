@@ -13,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
+from keras_cnns import files
 from keras_cnns.commands.cli import OneLineParser, user_errors
 
 PROG = "preview_data.py"
@@ -57,12 +58,8 @@ def main(argv=None, prog: str = PROG) -> int:
         from keras_cnns.data.sample_grid import draw_preview
 
         source = load_source(args.dataset, args.data_dir)
-        temporary = args.output.with_name(f".{args.output.name}.partial")
-        try:
+        with files.replacing(args.output) as temporary:
             draw_preview(source, temporary, image_size=args.image_size, augment=args.augment,
                          seed=args.seed)
-            os.replace(temporary, args.output)
-        finally:
-            temporary.unlink(missing_ok=True)
     print(f"wrote {args.output} ({args.output.stat().st_size // 1024} KB)")
     return 0

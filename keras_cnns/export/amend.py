@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_cnns import files
 from keras_cnns.export import onnx_export, tflite_export
 from keras_cnns.export.directory import (
     GOLDEN_FILE,
@@ -22,7 +23,6 @@ from keras_cnns.export.directory import (
     ExportError,
     add_file,
     read_manifest,
-    temporary_sibling,
 )
 from keras_cnns.export.saved_model import load_serving, run_serving
 from keras_cnns.export.worker import write_in_tensorflow
@@ -59,7 +59,7 @@ def add_onnx(export_dir: str | Path, *, opset: int = onnx_export.OPSET,
     manifest, dataset = _prepare(export_dir, ONNX_FILE, replace)
     images, _ = export_images(export_dir, manifest)
     class_names = dataset.get("class_names")
-    written = temporary_sibling(export_dir, ONNX_FILE)
+    written = files.temporary_sibling(export_dir / ONNX_FILE)
     try:
         write_in_tensorflow(export_dir / MODEL_FILE, onnx=written, mean=dataset["mean"],
                             std=dataset["std"], class_names=class_names, opset=opset)
@@ -100,7 +100,7 @@ def add_tflite(export_dir: str | Path, *, quantize: str | None = None,
                    else None)
     images, labels = export_images(export_dir, manifest)
     class_names = dataset.get("class_names")
-    written = temporary_sibling(export_dir, TFLITE_FILE)
+    written = files.temporary_sibling(export_dir / TFLITE_FILE)
     try:
         write_in_tensorflow(export_dir / MODEL_FILE, tflite=written, mean=dataset["mean"],
                             std=dataset["std"], class_names=class_names, quantize=quantize,

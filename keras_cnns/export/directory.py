@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -120,7 +119,7 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
     remove_stale_exports(output.parent)
     # Not mkdtemp: its directory is private, and an export is meant to be read by servers too;
     # mkdir applies the umask, and fails rather than share a name.
-    tmp_dir = output.parent / f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_dir = files.temporary_sibling(output)
     try:
         tmp_dir.mkdir()
     except OSError as error:
@@ -135,9 +134,9 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
         }
         (tmp_dir / MANIFEST_FILE).write_text(manifest_text(manifest))
         files.reach("export")
-        # rename() is atomic on one filesystem and fails if a non-empty `output` appeared
-        # meanwhile (an empty one is replaced, which loses nothing).
-        os.rename(tmp_dir, output)
+        # Fails if a non-empty `output` appeared meanwhile (an empty one is replaced, which
+        # loses nothing).
+        files.commit(tmp_dir, output)
     except OSError as error:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -152,7 +151,7 @@ def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, 
     return output
 
 
-_TEMPORARY_EXPORT = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+_TEMPORARY_EXPORT = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}(\..*)?$")  # files.temporary_sibling
 
 
 def remove_stale_exports(parent: Path) -> list[Path]:
@@ -185,33 +184,37 @@ def read_manifest(export_dir: str | Path) -> dict[str, Any]:
         raise ExportError(f"The manifest of export {export_dir} is not valid JSON.") from None
 
 
-def temporary_sibling(export_dir: Path, name: str) -> Path:
-    """A hidden, unique name inside `export_dir` for `name` while it is being written."""
-    return Path(export_dir) / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-
-
 def add_file(export_dir: str | Path, written: Path, name: str, section: dict) -> None:
     """Move the finished file `written` into the export as `name` and record it in the manifest
     (its `files` hash and the top-level `section` under `name`'s format key, e.g. `onnx`).
 
-    The file goes first, then the manifest that lists it: each rename is atomic, and if the
-    second fails the first is undone, so the export stays as it was or gains both.
+    The file goes first, then the manifest that lists it. If the manifest cannot be replaced,
+    the file `name` had before (or its absence) is restored: the export stays as it was or
+    gains both. (Only a kill between the two renames leaves the new file beside the old
+    manifest, which verification then names.)
     """
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
     key = Path(name).suffix.lstrip(".")
-    files = dict(manifest.get("files") or {})
-    files[name] = sha256_file(written)
-    manifest = {**manifest, "files": dict(sorted(files.items())), key: section}
-    tmp_manifest = temporary_sibling(export_dir, MANIFEST_FILE)
+    hashes = dict(manifest.get("files") or {})
+    hashes[name] = sha256_file(written)
+    manifest = {**manifest, "files": dict(sorted(hashes.items())), key: section}
     target = export_dir / name
+    new_manifest = files.temporary_sibling(export_dir / MANIFEST_FILE)
+    previous = files.temporary_sibling(target)
     try:
-        tmp_manifest.write_text(manifest_text(manifest))
-        os.replace(written, target)
+        new_manifest.write_text(manifest_text(manifest))
+        if target.exists():
+            os.link(target, previous)  # a second name for the old file, to put it back
+        files.commit(written, target)
         try:
-            os.replace(tmp_manifest, export_dir / MANIFEST_FILE)
+            files.commit(new_manifest, export_dir / MANIFEST_FILE)
         except BaseException:
-            target.unlink(missing_ok=True)
+            if previous.exists():
+                os.replace(previous, target)
+            else:
+                target.unlink(missing_ok=True)
             raise
     finally:
-        tmp_manifest.unlink(missing_ok=True)
+        new_manifest.unlink(missing_ok=True)
+        previous.unlink(missing_ok=True)

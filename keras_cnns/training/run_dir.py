@@ -17,6 +17,7 @@ import os
 import socket
 from pathlib import Path
 
+from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.machine import process_alive
 
@@ -160,8 +161,8 @@ def prepare_run_dir(config: RunConfig, *, writer: bool = True) -> tuple[RunConfi
         acquire_lock(run_dir)
     config = _with_output(config, run_dir)
     if writer:
-        config.to_json(run_dir / CONFIG_FILE)
-        (run_dir / IDENTITY_FILE).write_text(config.identity() + "\n")
+        files.write_text(run_dir / CONFIG_FILE, config.to_json())
+        files.write_text(run_dir / IDENTITY_FILE, config.identity() + "\n")
     return config, run_dir, "new"
 
 
@@ -186,12 +187,9 @@ def read_json(path: Path) -> dict:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write through a temporary sibling and a rename: a kill never leaves half a file (the
-    run's DONE_FILE marks it finished, so it must be whole or absent)."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write `payload` durably (`files.write_text`): the run's DONE_FILE marks it finished, so it
+    must be whole or absent."""
+    files.write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def mark_diverged(run_dir: Path, epoch: int, loss: float) -> None:

@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -53,29 +52,6 @@ class RunState:
     best_value: float | None = None
     best_epoch: int | None = None  # 1-based, as printed
     epochs_without_gain: int = 0
-
-
-# -- atomic files --------------------------------------------------------------------------------
-
-def _temporary(path: Path) -> Path:
-    # The name keeps its ending: Keras' save_weights insists on ".weights.h5".
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary sibling and a rename: all or nothing."""
-    tmp = _temporary(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_copy(source: Path, target: Path) -> None:
-    tmp = _temporary(target)
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -133,18 +109,17 @@ def commit(backup: Path, state: RunState, arrays: list[np.ndarray]) -> Path:
     """Write `state` and `arrays` as `backup/epoch-NNNN/`, atomically; prune older states."""
     backup.mkdir(parents=True, exist_ok=True)
     target = backup / f"epoch-{state.epochs_done:04d}"
-    tmp = _temporary(target)
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = files.temporary_sibling(target)
     tmp.mkdir()
     payload = _npz_bytes(arrays)
-    atomic_write_bytes(tmp / VARIABLES_FILE, payload)
+    (tmp / VARIABLES_FILE).write_bytes(payload)
     files.reach("state")
     record = {**dataclasses.asdict(state), "variables_sha256": sha256_bytes(payload),
               "variables": len(arrays)}
-    atomic_write_bytes(tmp / STATE_FILE, (json.dumps(record, indent=1) + "\n").encode())
+    (tmp / STATE_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if target.exists():  # an epoch redone after a kill between this rename and the next commit
         shutil.rmtree(target)
-    os.rename(tmp, target)
+    files.commit(tmp, target)  # fsyncs both files before the directory appears
     _prune(backup, state)
     return target
 
@@ -158,7 +133,7 @@ def _prune(backup: Path, state: RunState) -> None:
     for best in backup.glob("best-*.weights.h5"):
         if best.name not in wanted:
             best.unlink(missing_ok=True)
-    for stale in backup.glob(".tmp-*"):
+    for stale in backup.glob(".*.tmp-*"):  # left by a kill mid-write
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
@@ -254,9 +229,9 @@ class EpochRecorder:
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
             best = best_weights_path(self.backup, epoch + 1)
             self.backup.mkdir(parents=True, exist_ok=True)
-            model.save_weights(_temporary(best))
-            files.reach("best")
-            os.replace(_temporary(best), best)
+            with files.replacing(best) as temporary:
+                model.save_weights(temporary)
+                files.reach("best")
         else:
             state.epochs_without_gain += 1
         commit(self.backup, state, arrays)
@@ -270,8 +245,8 @@ class EpochRecorder:
         write_history(self.run_dir / HISTORY_FILE, self.state.history)
         if self.state.best_epoch is not None:
             (self.run_dir / BEST_FILE).parent.mkdir(parents=True, exist_ok=True)
-            atomic_copy(best_weights_path(self.backup, self.state.best_epoch),
-                        self.run_dir / BEST_FILE)
+            with files.replacing(self.run_dir / BEST_FILE) as temporary:
+                shutil.copyfile(best_weights_path(self.backup, self.state.best_epoch), temporary)
 
 
 class NonFiniteStateError(RuntimeError):
@@ -291,4 +266,4 @@ def write_history(path: Path, rows: list[dict[str, float]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    files.write_text(path, buffer.getvalue())

@@ -9,6 +9,7 @@ are the training run's, not the search's shorter trials' (`tuning.search_epochs`
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # write PNG files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
+from keras_cnns import files  # noqa: E402
 from keras_cnns.tuning.hypermodel import OBJECTIVE  # noqa: E402
 from keras_cnns.tuning.search import SearchResult, TrialRecord  # noqa: E402
 
@@ -99,18 +101,19 @@ def write_best(result: SearchResult, path: str | Path | None = None) -> Path:
             "retrain": f"python scripts/train.py --config {path}",
         },
     }
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    files.write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
 
 
 def write_csv(result: SearchResult, path: str | Path | None = None) -> Path:
     path = Path(path or result.directory / CSV_FILE)
     columns = _columns(result)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["trial", *columns])
-        for trial in result.trials:
-            writer.writerow([trial.trial_id, *(_cell(trial, c) for c in columns)])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["trial", *columns])
+    for trial in result.trials:
+        writer.writerow([trial.trial_id, *(_cell(trial, c) for c in columns)])
+    files.write_text(path, table.getvalue())
     return path
 
 

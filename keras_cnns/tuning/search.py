@@ -37,6 +37,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
+from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.preflight import check_run, check_writable_dir
 from keras_cnns.training import sharding
@@ -356,7 +357,7 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
             )
         return
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
 def _difference(found, wanted) -> str:
