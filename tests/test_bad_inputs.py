@@ -181,7 +181,7 @@ CASES = [
             ("reversed_lr", "[0.05, 0.002]"), ("step0", "got 0"), ("strmin", "got 'a'"),
         ]
     ],
-    Case("EV_badjson", "evaluate", "{tmp}/s", 2, "not valid JSON", "fake_export:{"),
+    Case("EV_badjson", "evaluate", "{tmp}/s", 1, "not valid JSON", "fake_export:{"),
     Case("EV_bs", "evaluate", "{tmp}/s --batch-size 0", 2, "got 0", "fake_export"),
     Case("EV_conf", "evaluate", "{tmp}/s --confusion {file}/cm.png", 2, "{file}/cm.png",
          "fake_export"),
@@ -191,7 +191,7 @@ CASES = [
          "empty_dir"),
     Case("EV_file", "evaluate", "{file}", 2, "neither"),
     Case("EV_halfrun", "evaluate", "{tmp}/s", 2, "no checkpoint", "half_run"),
-    Case("EV_listjson", "evaluate", "{tmp}/s", 2, "JSON object", "fake_export:[1]"),
+    Case("EV_listjson", "evaluate", "{tmp}/s", 1, "JSON object", "fake_export:[1]"),
     Case("EV_missing", "evaluate", "{tmp}/gone", 2, "{tmp}/gone does not exist"),
     Case("V_badjson", "verify", "{tmp}/s", 1, "not valid JSON", "fake_export:{"),
     Case("V_listjson", "verify", "{tmp}/s", 1, "JSON object", "fake_export:[1]"),

@@ -25,6 +25,7 @@ from bad_inputs import (
     snapshot,
     write_fixtures,
 )
+from test_manifest_schema import forge_shape
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +95,13 @@ EXPORT_CASES = {
                    "3 classes", lambda e: None),
     "V_bszero": ("verify", [], 1, "evaluation.batch_size must be a positive integer, got 0",
                  lambda e: _edit_manifest(e, lambda m: m["evaluation"].update(batch_size=0))),
-    "V_trav": ("verify", [], 1, "'../../etc/hostname', which is outside the export",
+    "V_trav": ("verify", [], 1, "'../../etc/hostname', which is not a file name inside the export",
                lambda e: _edit_manifest(
                    e, lambda m: m["files"].update({"../../etc/hostname": "0" * 64}))),
     "V_data_small": ("verify", ["--data", "{e}/../data/small.npz"], 1, "holds 3 images",
                      lambda e: _npz(e, "small.npz", lambda x: x[:3], lambda y: y[:3])),
-    "V_data_shape": ("verify", ["--data", "{e}/../data/float.npz"], 1, "uint8 images",
+    "V_data_shape": ("verify", ["--data", "{e}/../data/float.npz"], 1,
+                     "(images is float32, not uint8)",
                      lambda e: _npz(e, "float.npz", lambda x: x.astype(np.float32))),
     "V_pickle_npz": ("verify", ["--data", "{e}/../data/evil.npz"], 1,
                      "evil.npz is not an .npz with images and labels",
@@ -116,12 +118,56 @@ EXPORT_CASES = {
                  lambda e: _edit_manifest(
                      e, lambda m: m["golden"]["probabilities"][0].__setitem__(
                          0, m["golden"]["probabilities"][0][0] + 1e-3))),
-    "new_verify_fields": ("verify", [], 1, "golden.indices must be a list of test indices",
+    "new_verify_fields": ("verify", [], 1, "The manifest's config must be an object, got [1].",
                           lambda e: _edit_manifest(e, lambda m: m.update(
                               config=[1], dataset="x", golden={**m["golden"], "indices": "0"}))),
     "V_manifest": ("verify", [], 1, "The test accuracy is 0.123 in the manifest",
                    lambda e: _edit_manifest(e, lambda m: m["metrics"].update(
                        test_accuracy=0.123))),
+}
+
+
+def _forge_test_set(export_dir: Path) -> None:
+    """V2_m_npz_huge: the stored split's images header claims 10^12 images, its hash updated."""
+    from keras_cnns.export import sha256_file
+
+    forge_shape(export_dir / "test_set.npz", "images", (10**12, 16, 16, 1))
+    digest = sha256_file(export_dir / "test_set.npz")
+    _edit_manifest(export_dir, lambda m: m["files"].update({"test_set.npz": digest}))
+
+
+def _huge_data(export_dir: Path) -> None:
+    _npz(export_dir, "huge.npz")
+    forge_shape(export_dir.parent / "data" / "huge.npz", "images", (10**12, 16, 16, 1))
+
+
+def _field(section: str, value):
+    return lambda e: _edit_manifest(e, lambda m: m.update({section: value}))
+
+
+# Round 3 (/work/shared/reliability/round3.tsv): a field of the wrong type in the manifest read
+# back, and an array header that claims more than its file holds; same id: (...) as above.
+FORMAT_99 = "The manifest's format_version must be 2, the format this reader knows, got 99."
+HUGE = "is not an .npz with images and labels (the header of images claims [1000000000000, 16, "
+ROUND3_CASES = {
+    "V2_m_classes_int": ("verify", [], 1, "The manifest's dataset.class_names must be a list of "
+                         "class names (strings), got 10.",
+                         lambda e: _edit_manifest(e, lambda m: m["dataset"].update(
+                             class_names=10))),
+    "V2_m_cfgnull": ("verify", [], 1, "The manifest's config must be an object, got None.",
+                     _field("config", None)),
+    "V2_m_preproc_list": ("verify", [], 1, "The manifest's preprocessing must be an object, got "
+                          "[1, 2].", _field("preprocessing", [1, 2])),
+    "V2_m_fmt9": ("verify", [], 1, FORMAT_99, _field("format_version", 99)),
+    "V2_m_npz_huge": ("verify", [], 1, f"test_set.npz {HUGE}", _forge_test_set),
+    "V2_data_huge": ("verify", ["--data", "{e}/../data/huge.npz"], 1, f"huge.npz {HUGE}",
+                     _huge_data),
+    "EV2_fmt99": ("evaluate", ["--confusion", "{e}/../out.png"], 1, FORMAT_99,
+                  _field("format_version", 99)),
+    "EV2_cfgnull": ("evaluate", ["--confusion", "{e}/../out.png"], 1,
+                    "The manifest's config must be an object, got None.", _field("config", None)),
+    "EV2_conf_txt": ("evaluate", ["--confusion", "{e}/../out.txt"], 2,
+                     "out.txt' must name a PNG file (*.png).", lambda e: None),
 }
 
 
@@ -131,10 +177,10 @@ def test_export_rows_are_listed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("row", sorted(EXPORT_CASES))
+@pytest.mark.parametrize("row", sorted(EXPORT_CASES) + sorted(ROUND3_CASES))
 def test_bad_export_ends_in_one_sentence_and_writes_nothing(row, export, fixtures, tmp_path,
                                                             capsys, monkeypatch):
-    name, extra, status, says, damage = EXPORT_CASES[row]
+    name, extra, status, says, damage = {**EXPORT_CASES, **ROUND3_CASES}[row]
     copy = tmp_path / "e"
     shutil.copytree(export, copy)
     damage(copy)
@@ -164,15 +210,20 @@ def test_evaluate_leaves_an_export_as_verified(export, tmp_path, capsys, monkeyp
 
 
 @pytest.mark.slow
-def test_evaluate_refuses_a_model_keras_that_runs_code(tmp_path, capsys, monkeypatch):
-    """CV_lambda_eval: a Lambda layer is refused by safe_mode, in one sentence."""
+def test_evaluate_refuses_a_model_keras_that_runs_code(export, tmp_path, capsys, monkeypatch):
+    """CV_lambda_eval: a Lambda layer is refused by safe_mode, in one sentence (its manifest
+    lists it, so the export's hashes pass)."""
     import keras
 
+    from keras_cnns.export import sha256_file
+
     folder = tmp_path / "s"
-    folder.mkdir()
+    shutil.copytree(export, folder)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    (folder / "model.keras").unlink()
     model.save(folder / "model.keras")
-    (folder / "manifest.json").write_text('{"config": {"model": "lenet"}}')
+    digest = sha256_file(folder / "model.keras")
+    _edit_manifest(folder, lambda m: m["files"].update({"model.keras": digest}))
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
     code, _, err = run_in_process("evaluate", [str(folder)], capsys)

@@ -235,7 +235,7 @@ GREY = _file("grey.png", lambda: tf.io.encode_png(np.full((9, 9, 1), 7, np.uint8
 # the sentence must hold; "{image}" / "{export}" stand for the paths).
 BAD_INPUTS = {
     "P_badexport": (_broken_manifest, GREY, (), 1,
-                    "The manifest of export {export} has no readable class names."),
+                    "The manifest has no format_version; it must be 2"),
     "P_bomb": (None, _file("bomb.png", lambda: png_bytes(60000, 60000)), (), 1,
                "Image {image} is 60000x60000 pixels, over the limit"),
     "P_bomb2": (None, _file("bomb2.png", lambda: png_bytes(12000, 12000)), (), 1,

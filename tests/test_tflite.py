@@ -186,11 +186,11 @@ def _no_converter(tmp, monkeypatch):
 
 
 def _fake_converted_export(tmp, monkeypatch):
+    from test_manifest_schema import converted_manifest
+
     (tmp / "s").mkdir()
     (tmp / "s" / "model.keras").write_bytes(b"")
-    (tmp / "s" / "manifest.json").write_text(json.dumps(
-        {"kind": "converted", "config": {"model": "lenet"},
-         "dataset": {"name": "converted", "mean": [0.5], "std": [0.25]}}))
+    (tmp / "s" / "manifest.json").write_text(json.dumps(converted_manifest()))
 
 
 BAD = [

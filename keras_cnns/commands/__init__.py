@@ -9,7 +9,6 @@ and `keras-cnns train --model NAME` are the same run. This package imports nothi
 from __future__ import annotations
 
 import importlib
-import runpy
 import sys
 from pathlib import Path
 
@@ -39,12 +38,6 @@ def run(command: str, argv: list[str] | None = None, prog: str | None = None) ->
     """Run one command as its console form or its scripts/ shim does."""
     module_name, _ = COMMANDS[command]
     prog = prog or f"keras-cnns {command}"
-    if command == "verify":
-        # verify imports neither keras_cnns nor Keras, so that it runs as a lone file wherever
-        # TensorFlow is; run from its path, it does not import this package either.
-        namespace = runpy.run_path(str(Path(__file__).with_name("verify.py")))
-        namespace["quiet_native_logs"]()
-        return namespace["main"](argv, prog=prog)
     quiet_tensorflow()
     module = importlib.import_module(f"keras_cnns.commands.{module_name}")
     return module.main(argv, prog=prog)

@@ -26,6 +26,7 @@ from keras_cnns.export.directory import (
 )
 from keras_cnns.export.saved_model import load_serving, run_serving
 from keras_cnns.export.worker import write_in_tensorflow
+from keras_cnns.serving.verify import INTEGERS, UINT8, load_arrays
 
 
 def export_images(export_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +35,9 @@ def export_images(export_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndar
     name = evaluation.get("test_set") or (manifest.get("golden") or {}).get("images_file")
     for candidate in filter(None, (name, TEST_SET_FILE, GOLDEN_FILE)):
         if (export_dir / candidate).is_file():
-            with np.load(export_dir / candidate) as data:
-                return data["images"], data["labels"]
+            arrays = load_arrays(export_dir / candidate, {"images": UINT8, "labels": INTEGERS},
+                                 "The export's", error=ExportError)
+            return arrays["images"], arrays["labels"]
     raise ExportError(f"Export {export_dir} has neither {TEST_SET_FILE} nor {GOLDEN_FILE}.")
 
 

@@ -21,8 +21,9 @@ import numpy as np
 
 from keras_cnns import files
 from keras_cnns.machine import cpu_facts, process_alive
+from keras_cnns.serving import verify
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = verify.FORMAT_VERSION  # the one the manifest schema accepts
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.keras"
 TEST_SET_FILE = "test_set.npz"
@@ -173,15 +174,9 @@ def remove_stale_exports(parent: Path) -> list[Path]:
 
 
 def read_manifest(export_dir: str | Path) -> dict[str, Any]:
-    path = Path(export_dir) / MANIFEST_FILE
-    if not Path(export_dir).is_dir():
-        raise ExportError(f"Export {export_dir} does not exist.")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExportError(f"Export {export_dir} has no {MANIFEST_FILE}.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise ExportError(f"The manifest of export {export_dir} is not valid JSON.") from None
+    """The export's manifest, refused in one sentence unless it meets the manifest schema
+    (keras_cnns.serving.verify's: verify and every reader of an export apply the one)."""
+    return verify.read_manifest(Path(export_dir), error=ExportError)
 
 
 def add_file(export_dir: str | Path, written: Path, name: str, section: dict) -> None:

@@ -72,13 +72,15 @@ def timed(forward: Callable[[], Any], repeats: int) -> tuple[Any, float]:
 # -- cases: the models and their inputs, written by the TensorFlow parent ------------------------
 
 def _export_stats(path: Path) -> tuple[list, list, np.ndarray | None]:
-    manifest = json.loads((path / "manifest.json").read_text())
-    dataset = manifest.get("dataset") or {}
+    from keras_cnns.export import ExportError, read_manifest
+    from keras_cnns.serving.verify import UINT8, load_arrays
+
+    dataset = read_manifest(path)["dataset"]
     images = None
     for name in ("test_set.npz", "golden.npz"):
         if (path / name).is_file():
-            with np.load(path / name) as data:
-                images = data["images"]
+            images = load_arrays(path / name, {"images": UINT8}, "The export's",
+                                 error=ExportError)["images"]
             break
     return dataset["mean"], dataset["std"], images
 

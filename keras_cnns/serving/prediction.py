@@ -5,19 +5,18 @@
     predictions = classify(serving, items, batch_size=64, on_error=print)
     summary = evaluate(predictions, len(class_names))     # for items under class folders
 
-It needs TensorFlow and the export only: no Keras and no other keras_cnns module, so it starts
-fast and reads any export. Images are decoded with Pillow exactly as the `folder` data source
-decodes them (grey modes to "L", everything else to "RGB"), after their header has been
-checked against a pixel limit, and go uint8 into the signature, which resizes and normalises
-as training did. One unreadable image costs that image only: `classify` reports it through
-`on_error` and goes on.
+It needs TensorFlow and the export only: no Keras and no keras_cnns module outside serving/, so
+it starts fast and reads any export whose manifest meets verify.py's schema. Images are decoded
+with Pillow exactly as the `folder` data source decodes them (grey modes to "L", everything
+else to "RGB"), after their header has been checked against a pixel limit, and go uint8 into
+the signature, which resizes and normalises as training did. One unreadable image costs that
+image only: `classify` reports it through `on_error` and goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import sys
 import warnings
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from keras_cnns.serving.verify import read_manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 FORMATS = "PNG, JPEG, GIF or BMP"
@@ -75,16 +76,7 @@ def import_tensorflow():
 
 
 def read_class_names(export: Path) -> list[str]:
-    if not export.is_dir():
-        raise PredictError(f"Export {export} does not exist.")
-    try:
-        names = json.loads((export / "manifest.json").read_text())["dataset"]["class_names"]
-        names = [str(name) for name in names]
-    except FileNotFoundError:
-        raise PredictError(f"Export {export} has no manifest.json.") from None
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise PredictError(f"The manifest of export {export} has no readable class names.") \
-            from None
+    names = read_manifest(export, error=PredictError)["dataset"]["class_names"]
     if not (export / "saved_model.pb").is_file():
         raise PredictError(f"Export {export} has no SavedModel (saved_model.pb).")
     return names

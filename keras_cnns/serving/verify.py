@@ -1,6 +1,7 @@
 """Verify an export with TensorFlow and numpy alone: `python scripts/verify.py EXPORT`.
 
 Checks, in order, and stops at the first failure with one sentence on stderr (exit 1):
+  0. the manifest against MANIFEST_SCHEMA (each field the checks read: its type, shape, range);
   1. every file's sha256 against the manifest (none missing, none added);
   2. the golden probabilities of the probe images, through `serving_default`;
   3. the test accuracy (exactly) and loss, through `serving_default` on the stored test split,
@@ -9,7 +10,9 @@ Checks, in order, and stops at the first failure with one sentence on stderr (ex
      labels, by tf.lite.Interpreter on the split resized as tflite_export.at_size does.
 
 It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
-wherever TensorFlow is; it repeats `keras_cnns.export.score` to do so, and must agree with it.
+wherever TensorFlow is: `python keras_cnns/serving/verify.py EXPORT` runs this one file, and so
+does a copy of it. The library reads exports through the same pieces (the manifest schema, the
+array-header check, `score` and `content_sha256`), imported from here: one of each.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import argparse
 import atexit
 import hashlib
 import json
+import math
 import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 FORMAT_VERSION = 2
 # Fixed here, not read from the manifest, which is what a tamperer would edit.
@@ -33,6 +39,10 @@ PROG = "verify.py"
 
 class VerifyError(Exception):
     """What differs, in one sentence."""
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def quiet_native_logs() -> None:
@@ -74,7 +84,8 @@ def import_tensorflow():
 
 
 def score(probabilities, classes, labels, label_smoothing, epsilon):
-    """keras_cnns.export.score, repeated: (correct, loss)."""
+    """`(correct, mean loss)`: how many `classes` equal `labels`, and the cross-entropy of
+    `probabilities`, clipped to [epsilon, 1], against label-smoothed one-hot targets."""
     import numpy as np
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -85,7 +96,7 @@ def score(probabilities, classes, labels, label_smoothing, epsilon):
 
 
 def content_sha256(images, labels) -> str:
-    """keras_cnns.export.content_sha256, repeated."""
+    """sha256 of a split's shapes, pixels and labels (`--data` is checked against it)."""
     import numpy as np
 
     digest = hashlib.sha256(f"{images.shape}:{labels.shape};".encode())
@@ -102,36 +113,45 @@ def run_serving(tf, signature, images, batch_size):
         try:
             out = signature(images=tf.constant(images[start:start + batch_size]))
         except (tf.errors.OpError, TypeError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "no reason"
             raise VerifyError(f"serving_default rejects images {images.dtype} "
-                              f"{list(images.shape)} ({first}).") from None
+                              f"{list(images.shape)} ({_first_line(error)}).") from None
         probabilities.append(out["probabilities"].numpy())
         classes.append(out["classes"].numpy())
     return np.concatenate(probabilities), np.concatenate(classes)
 
 
-def read_manifest(export: Path) -> dict:
+def read_manifest(export: Path, error: type[Exception] = VerifyError) -> dict:
+    """The manifest of `export`, checked against the schema; else `error`, one sentence."""
     if not export.is_dir():
-        raise VerifyError(f"Export {export} does not exist.")
+        raise error(f"Export {export} does not exist.")
     try:
         manifest = json.loads((export / "manifest.json").read_text())
     except FileNotFoundError:
-        raise VerifyError(f"Export {export} has no manifest.json.") from None
+        raise error(f"Export {export} has no manifest.json.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise VerifyError(f"The manifest of export {export} is not valid JSON.") from None
+        raise error(f"The manifest of export {export} is not valid JSON.") from None
     if not isinstance(manifest, dict):
-        raise VerifyError(f"The manifest of export {export} does not hold a JSON object.")
-    missing = [key for key in ("files", "golden", "evaluation", "metrics") if key not in manifest]
-    version = manifest.get("format_version", 0)
-    if not _is_number(version) or version < FORMAT_VERSION or missing:
-        raise VerifyError(f"The manifest of export {export} predates verifiable exports "
-                          f"(format_version {manifest.get('format_version')}).")
-    check_fields(manifest)
+        raise error(f"The manifest of export {export} does not hold a JSON object.")
+    check_manifest(manifest, error)
     return manifest
 
 
+# -- the manifest schema: every field a reader of an export relies on ---------------------------
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _list_of(test, value, at_least: int = 0) -> bool:
+    return isinstance(value, list) and len(value) >= at_least and all(map(test, value))
+
+
+def _probability_row(row) -> bool:
+    return _list_of(lambda p: _is_number(p) and 0 <= p <= 1, row, 1)
 
 
 def _inside(name) -> bool:
@@ -142,55 +162,119 @@ def _inside(name) -> bool:
     return not name.startswith("/") and ".." not in parts and ":" not in parts[0]
 
 
-def check_fields(manifest: dict) -> None:
-    """The fields the checks read have the types they need; a tampered or hand-edited
-    manifest is refused here, naming the field, instead of failing inside a check."""
-    def bad(field, value, want):
-        raise VerifyError(f"The manifest's {field} must be {want}, got {value!r}.")
+class Rule(NamedTuple):
+    """A leaf of the schema: what the value must be, in words, and the test of it."""
 
-    files, golden = manifest["files"], manifest["golden"]
-    # Converted weights (convert.py --to export) come with no test split: nothing to score.
-    scored = manifest.get("kind") != "converted"
-    evaluation, metrics = manifest["evaluation"] or {}, manifest["metrics"] or {}
-    sections = [("files", files), ("golden", golden)]
-    if scored:
-        sections += [("evaluation", manifest["evaluation"]), ("metrics", manifest["metrics"])]
-    for field, value in sections:
-        if not isinstance(value, dict):
-            bad(field, value, "an object")
-    for name, digest in files.items():
-        if not _inside(name):
-            raise VerifyError(f"The manifest lists file {name!r}, which is outside the export.")
-        if not isinstance(digest, str):
-            bad(f"sha256 of {name}", digest, "a string")
-    for field in ("test_set", "images_file"):
-        section = evaluation if field == "test_set" else golden
-        if section.get(field) and not _inside(section[field]):
-            bad(field, section[field], "a file inside the export")
-    indices = golden.get("indices")
-    if not isinstance(indices, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices):
-        bad("golden.indices", indices, "a list of test indices")
-    if not isinstance(golden.get("probabilities"), list):
-        bad("golden.probabilities", golden.get("probabilities"), "a list")
-    if not scored:
-        if not golden.get("images_file"):
-            bad("golden.images_file", golden.get("images_file"), "the probe images' file")
+    want: str
+    holds: Callable[[Any], bool]
+
+
+class EachEntry(NamedTuple):
+    """An object of any keys (the files table), each key and each value meeting its rule."""
+
+    key: Rule
+    value: Rule
+
+
+TEXT = Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
+NUMBERS = Rule("a non-empty list of numbers", lambda v: _list_of(_is_number, v, 1))
+POSITIVE_INTEGER = Rule("a positive integer", lambda v: _is_int(v) and v >= 1)
+SHA256 = Rule("a sha256 (64 hex digits)",
+              lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)
+FILE_IN_EXPORT = Rule("a file name inside the export", _inside)
+NULL_OR_FILE = Rule("null or a file name inside the export", lambda v: v is None or _inside(v))
+
+# A dict is an object that must hold those keys (others may be there too); a Rule a value.
+MANIFEST_SCHEMA = {
+    "format_version": Rule(f"{FORMAT_VERSION}, the format this reader knows",
+                           lambda v: _is_int(v) and v == FORMAT_VERSION),
+    "config": {"model": TEXT},
+    "dataset": {
+        "name": TEXT,
+        "class_names": Rule("a list of class names (strings)",
+                            lambda v: _list_of(lambda n: isinstance(n, str), v, 2)),
+        "mean": NUMBERS,
+        "std": NUMBERS,
+    },
+    "preprocessing": {
+        "image_size": Rule("[height, width], two positive integers",
+                           lambda v: _list_of(POSITIVE_INTEGER.holds, v, 2) and len(v) == 2),
+        "channels": Rule("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
+        "mean": NUMBERS,
+        "std": NUMBERS,
+    },
+    "files": EachEntry(FILE_IN_EXPORT, SHA256),
+    "golden": {
+        "indices": Rule("a list of test indices",
+                        lambda v: _list_of(lambda i: _is_int(i) and i >= 0, v, 1)),
+        "probabilities": Rule("a table of probabilities (lists of numbers in [0, 1])",
+                              lambda v: _list_of(_probability_row, v, 1)),
+        "images_file": NULL_OR_FILE,
+    },
+    "evaluation": {
+        "batch_size": POSITIVE_INTEGER,
+        "label_smoothing": Rule("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+        "loss_epsilon": Rule("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
+        "content_sha256": SHA256,
+        "test_set": NULL_OR_FILE,
+    },
+    "metrics": {
+        "test_accuracy": Rule("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+        "test_loss": Rule("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    },
+}
+# Converted weights (convert.py --to export) come with no test split: nothing is scored, and
+# the golden probe's images are a file of their own.
+NOT_SCORED = Rule("null (converted weights are not scored)", lambda v: v is None)
+CONVERTED_SCHEMA = {
+    **MANIFEST_SCHEMA,
+    "evaluation": NOT_SCORED,
+    "metrics": NOT_SCORED,
+    "golden": {**MANIFEST_SCHEMA["golden"], "images_file": FILE_IN_EXPORT},
+}
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check(schema, value, field: str, error: type[Exception]) -> None:
+    if isinstance(schema, Rule):
+        if not schema.holds(value):
+            raise error(f"The manifest's {field} must be {schema.want}, got {_shown(value)}.")
         return
-    batch_size = evaluation.get("batch_size")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        bad("evaluation.batch_size", batch_size, "a positive integer")
-    smoothing = evaluation.get("label_smoothing")
-    if not _is_number(smoothing) or not 0 <= smoothing < 1:
-        bad("evaluation.label_smoothing", smoothing, "a number in [0, 1)")
-    epsilon = evaluation.get("loss_epsilon")
-    if not _is_number(epsilon) or not 0 < epsilon < 1:
-        bad("evaluation.loss_epsilon", epsilon, "a number in (0, 1)")
-    if not isinstance(evaluation.get("content_sha256"), str):
-        bad("evaluation.content_sha256", evaluation.get("content_sha256"), "a string")
-    for field in ("test_accuracy", "test_loss"):
-        if not _is_number(metrics.get(field)):
-            bad(f"metrics.{field}", metrics.get(field), "a number")
+    if not isinstance(value, dict):
+        raise error(f"The manifest's {field} must be an object, got {_shown(value)}.")
+    if isinstance(schema, EachEntry):
+        for key, item in value.items():
+            if not schema.key.holds(key):
+                raise error(f"The manifest's {field} lists {key!r}, which is not "
+                            f"{schema.key.want}.")
+            _check(schema.value, item, f"{field}[{key!r}]", error)
+        return
+    for key, part in schema.items():
+        where = f"{field}.{key}" if field else key
+        if key not in value:
+            want = part.want if isinstance(part, Rule) else "an object"
+            raise error(f"The manifest has no {where}; it must be {want}.")
+        _check(part, value[key], where, error)
+
+
+def check_manifest(manifest, error: type[Exception] = VerifyError) -> None:
+    """Raise `error`, one sentence naming the field, unless `manifest` meets MANIFEST_SCHEMA
+    (CONVERTED_SCHEMA for converted weights) and gives one probability per class name to each
+    golden index. Every reader of an export checks its manifest here before anything else."""
+    schema = CONVERTED_SCHEMA if manifest.get("kind") == "converted" else MANIFEST_SCHEMA
+    _check(schema, manifest, "", error)
+    golden, classes = manifest["golden"], len(manifest["dataset"]["class_names"])
+    if len(golden["probabilities"]) != len(golden["indices"]):
+        raise error(f"The manifest's golden.probabilities has {len(golden['probabilities'])} "
+                    f"rows for {len(golden['indices'])} golden.indices.")
+    widths = {len(row) for row in golden["probabilities"]}
+    if widths != {classes}:
+        raise error(f"The manifest's dataset.class_names names {classes} classes, but its "
+                    f"golden.probabilities give {max(widths - {classes})} per image.")
 
 
 def check_files(export: Path, recorded: dict) -> str:
@@ -211,20 +295,96 @@ def check_files(export: Path, recorded: dict) -> str:
     return f"{len(recorded)} files match their sha256"
 
 
-def load_split(path: Path, what: str):
-    """uint8 images `[N, H, W, 1 or 3]` and one integer label each, from an .npz file."""
-    import numpy as np
+# -- arrays, sized from their headers before numpy allocates them --------------------------------
+# The most bytes one array may claim even where its file holds them: a zip member may inflate to
+# far more than it takes on disk. A test split this project stores is a few megabytes.
+ARRAY_LIMIT_BYTES = 4 << 30
+UINT8 = Rule("uint8", lambda dtype: dtype.name == "uint8")
+INTEGERS = Rule("an integer type", lambda dtype: dtype.kind in "iu")
+
+
+def _header_problem(handle, name: str, file_bytes: int, dtype_rule: Rule) -> str | None:
+    """Why the array of the .npy stream at `handle` may not be loaded, or None: its header must
+    give a dtype `dtype_rule` accepts and need no more bytes than follow it in `file_bytes`."""
+    from numpy.lib import format as npy
 
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            images, labels = arrays["images"], arrays["labels"]
-    except (OSError, KeyError, ValueError, EOFError) as error:
-        raise VerifyError(f"{what} {path} is not an .npz with images and labels ({error}).") \
-            from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        version = npy.read_magic(handle)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(handle)
+    except (ValueError, EOFError) as error:
+        return f"{name} has no readable .npy header: {_first_line(error)}"
+    if not dtype_rule.holds(dtype):
+        return f"{name} is {dtype}, not {dtype_rule.want}"
+    claimed = math.prod(shape) * dtype.itemsize
+    held = file_bytes - handle.tell()
+    if claimed > min(held, ARRAY_LIMIT_BYTES):
+        bound = (f"the {held:,} its file holds" if held < ARRAY_LIMIT_BYTES
+                 else f"the limit of {ARRAY_LIMIT_BYTES:,}")
+        return f"the header of {name} claims {list(shape)} {dtype}, {claimed:,} bytes, over {bound}"
+    return None
+
+
+def _npz_problem(path: Path, expected: dict[str, Rule]) -> str | None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        for name, dtype_rule in expected.items():
+            member = members.get(f"{name}.npy")
+            if member is None:
+                return f"it has no {name}"
+            with archive.open(member) as handle:  # file_size: the member's bytes, inflated
+                problem = _header_problem(handle, name, member.file_size, dtype_rule)
+            if problem:
+                return problem
+    return None
+
+
+def _npy_problem(path: Path, expected: dict[str, Rule]) -> str | None:
+    if len(expected) != 1:
+        return "it is not a zip archive"
+    [(name, dtype_rule)] = expected.items()
+    with open(path, "rb") as handle:
+        return _header_problem(handle, name, os.fstat(handle.fileno()).st_size, dtype_rule)
+
+
+def load_arrays(path: str | Path, expected: dict[str, Rule], what: str,
+                error: type[Exception] = VerifyError) -> dict:
+    """The arrays `expected` names, from the .npz at `path` (or the one array of an .npy).
+
+    Each is loaded only after its header passed: a dtype its rule in `expected` accepts, and
+    no more bytes than its file holds (a zip member's inflated size) nor ARRAY_LIMIT_BYTES, so
+    a forged header is refused, not allocated. Anything else wrong is `error` too, one sentence.
+    """
+    import zipfile
+
+    import numpy as np
+
+    archive = zipfile.is_zipfile(path)
+    kind = "an .npz" if archive or len(expected) > 1 else "an .npy"
+    try:
+        problem = (_npz_problem if archive else _npy_problem)(Path(path), expected)
+        if problem is None and archive:
+            with np.load(path, allow_pickle=False) as arrays:
+                return {name: arrays[name] for name in expected}
+        if problem is None:
+            return {next(iter(expected)): np.load(path, allow_pickle=False)}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as failure:
+        problem = _first_line(failure)
+    except MemoryError:
+        problem = "there is not enough memory to load it"
+    raise error(f"{what} {path} is not {kind} with {' and '.join(expected)} ({problem}).")
+
+
+def load_split(path: Path, what: str):
+    """uint8 images `[N, H, W, 1 or 3]` and one integer label each, from an .npz file."""
+    arrays = load_arrays(path, {"images": UINT8, "labels": INTEGERS}, what)
+    images, labels = arrays["images"], arrays["labels"]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise VerifyError(f"{what} {path} must hold uint8 images [N, H, W, 1 or 3], got "
                           f"{images.dtype} {list(images.shape)}.")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+    if labels.ndim != 1 or len(labels) != len(images):
         raise VerifyError(f"{what} {path} must hold one integer label per image "
                           f"({len(images)}), got {labels.dtype} {list(labels.shape)}.")
     return images, labels
@@ -325,8 +485,8 @@ def check_tflite(tf, export: Path, manifest: dict, test_set) -> str:
     if accuracy != section["test_accuracy"]:
         raise VerifyError(f"The TFLite test accuracy is {section['test_accuracy']} in the "
                           f"manifest but model.tflite scores {accuracy} ({correct}/{len(labels)}).")
-    class_names = (manifest.get("dataset") or {}).get("class_names")
-    if names and isinstance(class_names, list) and names != [class_names[c] for c in classes]:
+    class_names = manifest["dataset"]["class_names"]
+    if names and names != [class_names[c] for c in classes]:
         raise VerifyError("model.tflite's labels are not the class names of its classes.")
     kind = section.get("quantize") or "float32"
     return f"{kind} {accuracy:.4f} ({correct}/{len(labels)}), as in the manifest"
@@ -341,17 +501,15 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
         print(lines[-1], flush=True)
 
     manifest = read_manifest(export)
-    config, dataset = manifest.get("config"), manifest.get("dataset")
-    model = config.get("model") if isinstance(config, dict) else None
-    name = dataset.get("name") if isinstance(dataset, dict) else None
-    report("manifest", f"format {manifest['format_version']}, {model} on {name}")
+    report("manifest", f"format {manifest['format_version']}, {manifest['config']['model']} "
+                       f"on {manifest['dataset']['name']}")
     report("files", check_files(export, manifest["files"]))
     tf = import_tensorflow()
     try:
         signature = tf.saved_model.load(str(export)).signatures["serving_default"]
     except Exception as error:  # any load failure is a verification failure
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise VerifyError(f"The SavedModel in {export} cannot be loaded ({first}).") from None
+        raise VerifyError(f"The SavedModel in {export} cannot be loaded "
+                          f"({_first_line(error)}).") from None
     evaluation = manifest["evaluation"] or {}
     test_set = None
     if data is not None:

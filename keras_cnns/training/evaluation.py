@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_cnns import data as data_lib
-from keras_cnns.config import ConfigError, RunConfig, read_json_file
+from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.preflight import check_writable_dir
 from keras_cnns.training import plots
 
@@ -26,8 +26,8 @@ def _load(path: Path) -> tuple[RunConfig, keras.Model]:
     from keras_cnns.training.factories import make_model
 
     if is_export(path):
+        check_export_files(path)  # the manifest's schema first: its config is read back next
         config = RunConfig.from_json(path / "manifest.json")
-        check_export_files(path)
         try:
             model = keras.saving.load_model(path / "model.keras", safe_mode=True)
         except Exception as error:  # a truncated or foreign file: say which, not how it broke
@@ -57,13 +57,9 @@ def is_export(path: Path) -> bool:
 def check_export_files(export: Path) -> None:
     """Every file the manifest lists is there with its sha256, so what is scored is what was
     exported (a truncated variables file would leave model.keras loadable but the export not)."""
-    from keras_cnns.export import ExportError, sha256_file
+    from keras_cnns.export import ExportError, read_manifest, sha256_file
 
-    manifest = read_json_file(export / "manifest.json", "The manifest of")
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict):
-        return  # an export from before the manifest listed its files
-    for name, expected in sorted(files.items()):
+    for name, expected in sorted(read_manifest(export)["files"].items()):
         target = export / str(name)
         if not target.resolve().is_relative_to(export.resolve()):
             raise ExportError(f"The manifest of export {export} lists {name}, outside the export.")
@@ -86,8 +82,8 @@ def confusion_path(path: str | Path, split: str, chosen: str | Path | None = Non
         raise ConfigError(f"{path} is neither a run directory nor an export.")
     if chosen is not None:
         png = Path(chosen)
-        if str(chosen).strip() == "" or png.is_dir():
-            raise ConfigError(f"--confusion {str(chosen)!r} must name a PNG file.")
+        if str(chosen).strip() == "" or png.is_dir() or png.suffix.lower() != ".png":
+            raise ConfigError(f"--confusion {str(chosen)!r} must name a PNG file (*.png).")
     elif is_export(path):
         png = Path(f"confusion-{path.resolve().name}-{split}.png")
     else:
