@@ -22,8 +22,9 @@ SCHEDULES = ("cosine", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("off", "auto", "float16", "bfloat16")
 TFLITE_QUANTIZE = ("none", "int8")
-# Fields that say where a run lives, not what it computes: excluded from the run's identity.
-_PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_quantize")
+# Fields that say where a run writes and which extra files its export holds, not what it
+# computes: no run identity, search identity or reproduction verdict depends on them.
+PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_quantize")
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -119,6 +120,17 @@ class RunConfig:
             filled["warmup_epochs"] = warmup * epochs / recipe.get("epochs", epochs + warmup)
         return dataclasses.replace(self, **filled)
 
+    def is_resolved(self) -> bool:
+        """Whether `resolve()` has nothing left to fill (it would return this config).
+
+        An entry point (`train`, `run_search`) resolves once; what it calls takes the resolved
+        config and checks this instead of resolving again.
+        """
+        entry = get_model_entry(self.model)
+        fillable = {*entry.recipe_for(self.dataset), *entry.options}
+        return all(getattr(self, field.name) is not None
+                   for field in dataclasses.fields(self) if field.name in fillable)
+
     def model_options(self) -> dict[str, Any]:
         """Options for `build_model`: dropout and width, then `model_kwargs`."""
         options = {"dropout": self.dropout, "width": self.width, **self.model_kwargs}
@@ -127,7 +139,7 @@ class RunConfig:
     # -- identity and serialisation -------------------------------------------
     def identity(self) -> str:
         """A short hash of what the run computes, to find an unfinished run of the same command."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in _PLACEMENT_FIELDS}
+        payload = {k: v for k, v in self.to_dict().items() if k not in PLACEMENT_FIELDS}
         if payload.get("train_fraction") == 1.0:
             # The whole split is what every run did before this field existed:
             # leaving it out keeps their identities, so they still resume.

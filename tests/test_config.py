@@ -6,7 +6,7 @@ import json
 import pytest
 
 from keras_cnns.commands.flags import build_parser, config_from_args, parse_config
-from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig
 from keras_cnns.models import get_model_entry
 
 
@@ -49,11 +49,35 @@ def test_manifest_style_file_is_read_from_its_config_key(tmp_path):
     assert RunConfig.from_json(path) == config
 
 
-def test_identity_ignores_where_a_run_lives():
+def test_identity_ignores_every_placement_field():
     config = RunConfig(model="lenet").resolve()
-    moved = dataclasses.replace(config, run_dir="elsewhere", output="x", resume=None)
+    moved = dataclasses.replace(config, run_dir="elsewhere", output="x", resume="runs/r",
+                                onnx=True, tflite=True, tflite_quantize="int8")
+    assert {name for name in PLACEMENT_FIELDS if getattr(moved, name) != getattr(config, name)
+            } == set(PLACEMENT_FIELDS)
     assert moved.identity() == config.identity()
     assert dataclasses.replace(config, lr=0.5).identity() != config.identity()
+
+
+def test_identity_of_a_fixed_config_never_changes():
+    """An unfinished run is found by this hash: a change to it strands every one."""
+    config = RunConfig(model="lenet", dataset="synthetic", image_size=16, epochs=2,
+                       batch_size=32, optimizer="sgd", lr=0.1, warmup_epochs=0.0,
+                       weight_decay=0.0, augment="none", dropout=0.1, width=0.5,
+                       model_kwargs={"activation": "relu"})
+    assert config.identity() == "e9fd6f7f3ddee86d"
+
+
+def test_resolved_means_resolve_has_nothing_left_to_fill():
+    raw = RunConfig(model="lenet", epochs=3)
+    assert not raw.is_resolved()
+    resolved = raw.resolve()
+    assert resolved.is_resolved() and resolved.resolve() == resolved
+    assert not dataclasses.replace(resolved, lr=None).is_resolved()
+    from keras_cnns.preflight import check_run
+
+    with pytest.raises(ValueError, match="resolved RunConfig"):
+        check_run(raw, write_places=False)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +198,8 @@ def test_preflight_counts_what_the_built_model_holds_without_allocating_it():
 def test_preflight_refuses_a_run_larger_than_memory_with_its_estimate(monkeypatch, tmp_path):
     import keras_cnns.preflight as preflight
 
-    config = RunConfig(model="lenet", run_dir=str(tmp_path / "runs"), output=str(tmp_path / "o"))
+    config = RunConfig(model="lenet", run_dir=str(tmp_path / "runs"),
+                       output=str(tmp_path / "o")).resolve()
     needed = preflight.check_run(config).bytes
     monkeypatch.setattr(preflight, "machine_memory", lambda: needed - 1)
     with pytest.raises(ConfigError, match=r"needs about .* more than this machine's"):

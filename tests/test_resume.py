@@ -142,8 +142,8 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, mon
     config = RunConfig(model="lenet", dataset="synthetic", run_dir=str(tmp_path)).resolve()
     names = set()
     for seed in range(3):  # different identities, so none finds another's run
-        _, run_dir, how = run_dirs.prepare_run_dir(
-            __import__("dataclasses").replace(config, seed=seed))
+        seeded = __import__("dataclasses").replace(config, seed=seed)
+        _, run_dir, how = run_dirs.prepare_run_dir(seeded, seeded.identity())
         assert how == "new"
         names.add(run_dir.name)
     assert names == {"lenet-synthetic-20260101-000000", "lenet-synthetic-20260101-000000-1",

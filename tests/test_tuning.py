@@ -112,6 +112,26 @@ def test_trial_config_is_a_runconfig_with_the_tuned_values():
     assert (config.dropout, config.width, config.augment) == (0.3, 2.0, "none")
 
 
+def test_where_a_search_writes_is_not_what_it_searches(tmp_path):
+    """--onnx, --tflite and the other placement fields never make a search "another search"."""
+    from keras_cnns.tuning.search import SEARCH_FILE, _claim_directory
+
+    config, space = tiny_config("lenet"), tuning.default_space("lenet")
+    _claim_directory(tmp_path, config, space, "random", overwrite=False)
+    placed = dataclasses.replace(config, onnx=True, tflite=True, tflite_quantize="int8",
+                                 output="elsewhere", run_dir="other-runs")
+    _claim_directory(tmp_path, placed, space, "random", overwrite=False)
+    with pytest.raises(ConfigError, match=r"holds another search \(lr "):
+        _claim_directory(tmp_path, dataclasses.replace(config, lr=0.5), space, "random",
+                         overwrite=False)
+    # A search.json written while onnx and tflite were still part of a search's identity.
+    record = json.loads((tmp_path / SEARCH_FILE).read_text())
+    assert "onnx" not in record["config"]
+    record["config"].update(onnx=False, tflite=False, tflite_quantize="none")
+    (tmp_path / SEARCH_FILE).write_text(json.dumps(record))
+    _claim_directory(tmp_path, placed, space, "random", overwrite=False)
+
+
 # -- searches -------------------------------------------------------------------------------
 
 

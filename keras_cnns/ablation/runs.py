@@ -191,7 +191,7 @@ def run_grid(
             row.status, row.error = "failed", failures[identity]["error"]
             clock.report(row, earlier=True)
         else:
-            _train_row(row, sources.get(row.config), results_dir, verbose, failures)
+            _train_row(row, identity, sources.get(row.config), results_dir, verbose, failures)
             clock.report(row, earlier=False)
         if on_progress:
             on_progress(rows)
@@ -208,7 +208,8 @@ def run_grid(
     return rows
 
 
-def _train_row(row: RunRow, source, results_dir: Path, verbose, failures: dict) -> None:
+def _train_row(row: RunRow, identity: str, source, results_dir: Path, verbose,
+               failures: dict) -> None:
     import keras
 
     from keras_cnns.training import train
@@ -219,7 +220,7 @@ def _train_row(row: RunRow, source, results_dir: Path, verbose, failures: dict) 
         train_accuracy = measure_train_accuracy(result.model, row.config, source)
     except Exception as error:  # one failed cell must not end the grid
         message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        failures[row.config.identity()] = {
+        failures[identity] = {
             "cell": row.cell,
             "seed": row.seed,
             "error": message,
@@ -273,7 +274,7 @@ def measure_train_accuracy(model, config, source) -> float:
     dropout look like it closes the train-test gap by itself.
     """
     from keras_cnns import data as data_lib
-    from keras_cnns.training import evaluate
+    from keras_cnns.training.evaluation import evaluate
 
     subset = data_lib.subset_training_split(source, config.train_fraction, config.seed)
     dataset = data_lib.build_pipeline(

@@ -35,6 +35,7 @@ from keras_cnns.export.saved_model import (
 from keras_cnns.export.scoring import (
     GOLDEN_TOLERANCE,
     LOSS_EPSILON,
+    confusion_matrix,
     content_sha256,
     golden_indices,
     score,
@@ -114,8 +115,7 @@ def export_model(
             np.savez_compressed(tmp_dir / TEST_SET_FILE, images=images, labels=labels)
         else:
             np.savez_compressed(tmp_dir / GOLDEN_FILE, images=images[probe], labels=labels[probe])
-        matrix = np.zeros((len(info.class_names),) * 2, dtype=np.int64)
-        np.add.at(matrix, (labels, classes), 1)
+        matrix = confusion_matrix(labels, classes, len(info.class_names))
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         evaluated = dict(metrics)
         for key in ("test_accuracy", "test_loss"):

@@ -32,6 +32,19 @@ def score(probabilities, classes, labels, label_smoothing: float = 0.0) -> dict[
     }
 
 
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): rows are true classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> list[float | None]:
+    """Each true class's share predicted right; None for a class with no examples."""
+    totals = matrix.sum(axis=1)
+    return [float(matrix[i, i] / totals[i]) if totals[i] else None for i in range(len(matrix))]
+
+
 def golden_indices(labels, count: int = GOLDEN_SIZE) -> np.ndarray:
     """A fixed stratified probe: each class's first test image, then each one's second, ...
 

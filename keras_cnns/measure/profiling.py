@@ -137,12 +137,13 @@ def _our_training(args, steps: int):
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
-    sharding.prepare(config)
+    shards = sharding.prepare(config)
     set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     if args.input == "constant":
         train_ds = tf.data.Dataset.from_tensors(next(iter(train_ds))).repeat()
-    model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy())
+    model, _ = build_for_training(config, source.info, steps, tf.distribute.get_strategy(),
+                                  shards=shards)
     return model, train_ds
 
 

@@ -104,12 +104,12 @@ def _case_ours(args, case):
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
     config = benchmark_config(args)
-    if case.startswith("ours_train"):
-        sharding.prepare(config)  # the trainer's threads; inference keeps TensorFlow's own
+    # The trainer's shards and threads; inference keeps TensorFlow's own.
+    shards = sharding.prepare(config) if case.startswith("ours_train") else 1
     precision = set_precision(config.mixed_precision)
     source, train_ds, _, _ = load_data(config)
     strategy = tf.distribute.get_strategy()
-    model, _ = build_for_training(config, source.info, args.steps, strategy)
+    model, _ = build_for_training(config, source.info, args.steps, strategy, shards=shards)
     result = {"flops_forward": forward_flops(model), "precision": precision}
     if case == "pipeline":
         iterator = iter(train_ds)

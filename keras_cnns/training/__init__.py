@@ -1,5 +1,8 @@
-"""Training: strategies, the Keras `fit` trainer and the multi-worker loop."""
+"""Training: strategies, the Keras `fit` trainer and the multi-worker loop.
 
-from keras_cnns.training.trainer import TrainingDivergedError, TrainResult, evaluate, train
+Scoring a model, a run or an export is `keras_cnns.training.evaluation`.
+"""
 
-__all__ = ["TrainResult", "TrainingDivergedError", "evaluate", "train"]
+from keras_cnns.training.trainer import TrainingDivergedError, TrainResult, train
+
+__all__ = ["TrainResult", "TrainingDivergedError", "train"]

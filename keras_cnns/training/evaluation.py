@@ -1,4 +1,5 @@
-"""Score a finished run or an export on a data set: `scripts/evaluate.py RUN_OR_EXPORT`.
+"""Scoring: `evaluate` (a model on a data set) for the trainer, and `evaluate_path` (a finished
+run or an export) for `scripts/evaluate.py RUN_OR_EXPORT`.
 
 A run directory is scored with its best checkpoint (`checkpoints/best.weights.h5`), an
 export with its `model.keras`; both bring the RunConfig they were trained with, so the
@@ -18,13 +19,39 @@ import numpy as np
 
 from keras_cnns import data as data_lib
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.export.scoring import confusion_matrix, per_class_accuracy
 from keras_cnns.preflight import check_writable_dir
-from keras_cnns.training import plots
+from keras_cnns.training import plots, sharding
+from keras_cnns.training.factories import make_model
+
+
+def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
+    """Accuracy, loss, per-class accuracy and the confusion matrix of `model` on `dataset`."""
+    labels, logits = [], []
+    forward = sharding.inference(model)
+    for images, targets in dataset:
+        logits.append(keras.ops.convert_to_numpy(forward(images)).astype(np.float32))
+        targets = np.asarray(targets)
+        labels.append(targets.argmax(-1) if targets.ndim == 2 else targets)
+    labels = np.concatenate(labels)
+    logits = np.concatenate(logits)
+    smoothing = config.label_smoothing if config else 0.0
+    one_hot = keras.ops.one_hot(labels, len(class_names))
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)(
+        one_hot, logits
+    )
+    predictions = logits.argmax(-1)
+    matrix = confusion_matrix(labels, predictions, len(class_names))
+    return {
+        "test_accuracy": float((predictions == labels).mean()),
+        "test_loss": float(loss),
+        "test_examples": int(len(labels)),
+        "per_class_accuracy": dict(zip(class_names, per_class_accuracy(matrix), strict=True)),
+        "confusion_matrix": matrix.tolist(),
+    }
 
 
 def _load(path: Path) -> tuple[RunConfig, keras.Model]:
-    from keras_cnns.training.factories import make_model
-
     if is_export(path):
         check_export_files(path)  # the manifest's schema first: its config is read back next
         config = RunConfig.from_json(path / "manifest.json")
@@ -108,8 +135,6 @@ def evaluate_path(
     confusion_png: str | Path | None = None,
 ) -> dict:
     """Accuracy, loss and per-class accuracy of a run or export; optionally a confusion PNG."""
-    from keras_cnns.training.trainer import evaluate
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist.")

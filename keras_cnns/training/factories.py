@@ -102,13 +102,14 @@ def _execution_cap(config: RunConfig, replicas: int) -> int:
     return 50
 
 
-def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile: bool = True):
+def build_for_training(config: RunConfig, info, steps: int, strategy, *, shards: int = 1,
+                       compile: bool = True):
     """The model and optimizer of a run, created in `strategy`'s scope and compiled for `fit`
     (or, with `compile=False`, left for a custom loop, float16 loss scaling included).
 
-    Compiled, the model trains with the run's batch shards (`sharding.py`); its
-    `batch_shards` attribute says how many. Call `sharding.prepare` before any TensorFlow op
-    for the threads the shards want.
+    Compiled, the model trains in `shards` batch shards (`sharding.py`; its `batch_shards`
+    attribute says how many): the count `sharding.prepare` returned, called before any
+    TensorFlow op for the threads the shards want.
 
     `scripts/benchmark.py` times exactly this, so its numbers are `train.py`'s.
     """
@@ -131,6 +132,5 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, compile
                     config, steps, strategy.num_replicas_in_sync
                 ),
             )
-            sharding.install(model, sharding.resolve_shards(
-                config, sharding.strategy_kind_of(strategy), has_gpu=sharding.has_gpu()))
+            sharding.install(model, shards)
     return model, optimizer

@@ -44,17 +44,6 @@ def plot_curves(history: dict[str, list[float]], path: str | Path, title: str = 
     plt.close(figure)
 
 
-def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
-    return matrix
-
-
-def per_class_accuracy(matrix: np.ndarray) -> list[float | None]:
-    totals = matrix.sum(axis=1)
-    return [float(matrix[i, i] / totals[i]) if totals[i] else None for i in range(len(matrix))]
-
-
 def plot_confusion(matrix: np.ndarray, class_names, path: str | Path, title: str = "") -> None:
     """Row-normalised confusion matrix with the raw counts written in each cell."""
     count = len(class_names)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_cnns.config import PLACEMENT_FIELDS
+
 # Two percentage points: on the 359 digits test images that is 7 images either way, well
 # outside the spread of reseeded-thread reruns measured here and well inside a broken recipe.
 ACCURACY_TOLERANCE = 0.02
-# Where a run lives, not what it computes: never a reason to withhold a verdict.
-PLACEMENT_FIELDS = ("output", "run_dir", "resume", "onnx", "tflite", "tflite_quantize")
 # What changes the arithmetic of a deterministic run.
 VERSION_KEYS = ("python", "tensorflow", "keras", "keras_backend", "numpy")
 HARDWARE_KEYS = ("machine", "cpu_model", "cpu_isa", "cpu_count", "gpus")

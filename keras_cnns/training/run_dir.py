@@ -37,26 +37,26 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / DONE_FILE).exists()
 
 
-def find_unfinished(config: RunConfig) -> Path | None:
-    """The newest unfinished run under `config.run_dir` whose identity matches `config`."""
-    return _newest(config, lambda run_dir: not is_finished(run_dir) and not is_diverged(run_dir))
+def find_unfinished(config: RunConfig, identity: str) -> Path | None:
+    """The newest unfinished run under `config.run_dir` of `identity` (`config.identity()`)."""
+    return _newest(config, identity,
+                   lambda run_dir: not is_finished(run_dir) and not is_diverged(run_dir))
 
 
 def is_diverged(run_dir: Path) -> bool:
     return (run_dir / DIVERGED_FILE).exists()
 
 
-def latest_diverged(config: RunConfig) -> Path | None:
+def latest_diverged(config: RunConfig, identity: str) -> Path | None:
     """The newest run of the identical command that diverged, to say so before starting anew."""
-    return _newest(config, is_diverged)
+    return _newest(config, identity, is_diverged)
 
 
-def _newest(config: RunConfig, wanted) -> Path | None:
-    """The newest run directory of `config`'s identity for which `wanted(run_dir)` holds."""
+def _newest(config: RunConfig, identity: str, wanted) -> Path | None:
+    """The newest run directory under `config.run_dir` of `identity` where `wanted(run_dir)`."""
     root = Path(config.run_dir)
     if not root.is_dir():
         return None
-    identity = config.identity()
     found = [marker.parent for marker in root.glob(f"*/{IDENTITY_FILE}")
              if _read(marker) == identity and wanted(marker.parent)]
     return max(found, key=lambda p: p.name) if found else None
@@ -114,8 +114,10 @@ def load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(path)
 
 
-def prepare_run_dir(config: RunConfig, *, writer: bool = True) -> tuple[RunConfig, Path, str]:
-    """Choose the run directory and return `(config, run_dir, how)`.
+def prepare_run_dir(config: RunConfig, identity: str, *,
+                    writer: bool = True) -> tuple[RunConfig, Path, str]:
+    """Choose the run directory of `config`, whose identity is `identity`, and return
+    `(config, run_dir, how)`.
 
     `how` is "new", "resumed" (named with --resume) or "found" (an unfinished
     run of the identical command). The returned config has `output` filled.
@@ -139,7 +141,7 @@ def prepare_run_dir(config: RunConfig, *, writer: bool = True) -> tuple[RunConfi
             acquire_lock(run_dir)
         return _with_output(saved, run_dir), run_dir, "resumed"
 
-    found = find_unfinished(config)
+    found = find_unfinished(config, identity)
     if found is not None:
         saved = load_run_config(found)
         if writer:
@@ -162,7 +164,7 @@ def prepare_run_dir(config: RunConfig, *, writer: bool = True) -> tuple[RunConfi
     config = _with_output(config, run_dir)
     if writer:
         files.write_text(run_dir / CONFIG_FILE, config.to_json())
-        files.write_text(run_dir / IDENTITY_FILE, config.identity() + "\n")
+        files.write_text(run_dir / IDENTITY_FILE, identity + "\n")
     return config, run_dir, "new"
 
 

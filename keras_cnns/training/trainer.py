@@ -1,7 +1,7 @@
 """The trainer: one RunConfig in, a run directory and an export out.
 
-    config = RunConfig(model=NAME).resolve()     # NAME: any of models.list_models()
-    result = train(config)          # fit, evaluate, plot, export
+    config = RunConfig(model=NAME)  # NAME: any of models.list_models()
+    result = train(config)          # resolve, fit, evaluate, plot, export
 
 Single-host runs (one CPU, or MirroredStrategy over local GPUs) use Keras `fit`;
 MultiWorkerMirroredStrategy runs through `custom_loop.fit_multi_worker`, because Keras 3 `fit`
@@ -31,8 +31,10 @@ from keras_cnns import export as export_lib
 from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models.precision import set_precision
+from keras_cnns.preflight import check_run
 from keras_cnns.training import plots, run_state, sharding
 from keras_cnns.training import run_dir as run_dirs
+from keras_cnns.training.evaluation import evaluate
 from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
 
@@ -118,11 +120,14 @@ def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: 
 def train(
     config: RunConfig, *, strategy=None, verbose: int | str = "auto", export: bool = True
 ) -> TrainResult:
-    """Train `config` (resolved) end to end and return where everything went."""
-    config = config.resolve()
-    from keras_cnns.preflight import check_run  # every refusal comes before any file is written
+    """Train `config` end to end and return where everything went.
 
-    check_run(config)
+    Here, once each, `config` is resolved (unless it already is) and the run's identity and
+    batch shards are decided; every step below is handed them and decides none again.
+    """
+    if not config.is_resolved():
+        config = config.resolve()
+    check_run(config)  # every refusal comes before any file is written
     shards = sharding.prepare(config, strategy)  # before any TensorFlow op: it sets threads
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -143,10 +148,11 @@ def train(
     policy = set_precision(config.mixed_precision)
 
     source = load_source(config)
-    diverged = None if config.resume else run_dirs.latest_diverged(config)
+    identity = config.identity()
+    diverged = None if config.resume else run_dirs.latest_diverged(config, identity)
     # Every worker finds the same unfinished run (the run directory must be on a filesystem
     # they share, as tf.distribute's BackupAndRestore requires); only the chief writes in it.
-    config, run_dir, how = run_dirs.prepare_run_dir(config, writer=chief)
+    config, run_dir, how = run_dirs.prepare_run_dir(config, identity, writer=chief)
     try:
         if how == "new" and diverged is not None:
             record = run_dirs.read_json(diverged / run_dirs.DIVERGED_FILE)
@@ -171,7 +177,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
     steps = epoch_steps(config, info.split_sizes["train"], strategy.num_replicas_in_sync,
                         custom_loop=kind == "multi_worker")
     model, optimizer = build_for_training(
-        config, info, steps, strategy, compile=kind != "multi_worker"
+        config, info, steps, strategy, shards=shards, compile=kind != "multi_worker"
     )
     if kind != "multi_worker":
         optimizer = model.optimizer  # compile may have wrapped it (float16 loss scaling)
@@ -299,34 +305,6 @@ def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> P
         tflite=config.tflite,
         tflite_quantize=None if config.tflite_quantize == "none" else config.tflite_quantize,
     )
-
-
-def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
-    """Accuracy, loss, per-class accuracy and the confusion matrix of `model` on `dataset`."""
-    labels, logits = [], []
-    forward = sharding.inference(model)
-    for images, targets in dataset:
-        logits.append(keras.ops.convert_to_numpy(forward(images)).astype(np.float32))
-        targets = np.asarray(targets)
-        labels.append(targets.argmax(-1) if targets.ndim == 2 else targets)
-    labels = np.concatenate(labels)
-    logits = np.concatenate(logits)
-    smoothing = config.label_smoothing if config else 0.0
-    one_hot = keras.ops.one_hot(labels, len(class_names))
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)(
-        one_hot, logits
-    )
-    predictions = logits.argmax(-1)
-    matrix = plots.confusion_matrix(labels, predictions, len(class_names))
-    return {
-        "test_accuracy": float((predictions == labels).mean()),
-        "test_loss": float(loss),
-        "test_examples": int(len(labels)),
-        "per_class_accuracy": dict(
-            zip(class_names, plots.per_class_accuracy(matrix), strict=True)
-        ),
-        "confusion_matrix": matrix.tolist(),
-    }
 
 
 def _public_metrics(metrics: dict) -> dict:

@@ -55,12 +55,17 @@ class CNNHyperModel(keras_tuner.HyperModel):
         space: the hyperparameters to tune and their domains.
         strategy: the tf.distribute strategy the trials run under (the tuner's
             `distribution_strategy`); None for the default one.
+        shards: the batch shards every trial trains in, as `sharding.prepare` decided them
+            for `base` (no tuned value changes them); 1 without that call.
     """
 
-    def __init__(self, base: RunConfig, space: SearchSpace, *, strategy=None):
+    def __init__(self, base: RunConfig, space: SearchSpace, *, strategy=None, shards: int = 1):
         super().__init__(name=f"{base.model}_hypermodel", tunable=True)
-        self.base = base.resolve()
+        if not base.is_resolved():
+            raise ValueError("CNNHyperModel takes a resolved RunConfig (config.resolve()).")
+        self.base = base
         self.space = space
+        self.shards = shards
         self.strategy = strategy if strategy is not None else make_strategy("default")[0]
         self.replicas = self.strategy.num_replicas_in_sync
         entry = get_model_entry(self.base.model)
@@ -97,7 +102,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
         # keras-tuner clears the Keras session before each build, which resets the policy.
         trainer.set_precision(config.mixed_precision)
         model, _ = trainer.build_for_training(config, self.info, self.steps_per_epoch,
-                                              self.strategy)
+                                              self.strategy, shards=self.shards)
         if "tuner/trial_id" in hp.values:
             # Hyperband loads an earlier trial's checkpoint into this model next; with the
             # optimizer built, that restores the optimizer's state as well as the weights.

@@ -38,7 +38,7 @@ import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
 from keras_cnns import files
-from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig
 from keras_cnns.preflight import check_run, check_writable_dir
 from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
@@ -107,8 +107,10 @@ def role() -> str:
 
 
 def search_epochs(config: RunConfig) -> int:
-    """Default epochs per trial: a quarter of the recipe's, and more than its warmup."""
-    config = config.resolve()
+    """Default epochs per trial of the resolved `config`: a quarter of its epochs, and more
+    than its warmup."""
+    if not config.is_resolved():
+        raise ValueError("search_epochs takes a resolved RunConfig (config.resolve()).")
     return max(math.ceil(config.epochs / 4), math.floor(config.warmup_epochs or 0) + 1)
 
 
@@ -226,7 +228,9 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     # keras-tuner prints every failed trial's traceback; the reporting tuner prints one line
     # for an expected failure (a diverged trial) and the traceback for anything else.
     kt_config.DEBUG = False
-    training = dataclasses.replace(config.resolve(), resume=None)
+    if not config.is_resolved():
+        config = config.resolve()  # once: everything below takes the resolved config
+    training = dataclasses.replace(config, resume=None)
     if epochs is None:
         epochs = search_epochs(training)
     if isinstance(epochs, int) and epochs >= 1:  # else the RunConfig below says what is wrong
@@ -249,9 +253,9 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
         raise ConfigError(f"max_trials must be at least 1, got {max_trials}.")
     directory = Path(directory)
     part = role()
-    strategy = None
+    strategy, shards = None, 1
     if part != "chief":  # the chief only serves the oracle; it never trains
-        sharding.prepare(config)  # before any TensorFlow op: it sets the threads
+        shards = sharding.prepare(config)  # before any TensorFlow op: it sets the threads
         strategy, kind = make_strategy(config.strategy)
         if kind == "multi_worker":
             raise ConfigError(
@@ -261,7 +265,8 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
         check_global_batch(config.batch_size, strategy)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
-    hypermodel = CNNHyperModel(config, space, strategy=strategy)  # checks model and data
+    # checks model and data
+    hypermodel = CNNHyperModel(config, space, strategy=strategy, shards=shards)
     if part != "worker":
         _claim_directory(directory, config, space, tuner, overwrite)
     # Only the chief may start over: a worker deleting the shared directory would wipe
@@ -331,9 +336,13 @@ def _record(trial, space: SearchSpace, base: RunConfig) -> TrialRecord:
 
 
 def _search_identity(config: RunConfig, space: SearchSpace, tuner: str) -> dict[str, Any]:
-    placement = ("output", "run_dir", "resume")  # where results go, not what is searched
-    fields = {k: v for k, v in config.to_dict().items() if k not in placement}
-    return {"tuner": tuner, "space": space.to_dict(), "config": fields}
+    return {"tuner": tuner, "space": space.to_dict(), "config": _searched(config.to_dict())}
+
+
+def _searched(fields: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that say what is searched (a search.json written before onnx, tflite
+    and tflite_quantize were left out still holds them: they are ignored there too)."""
+    return {k: v for k, v in fields.items() if k not in PLACEMENT_FIELDS}
 
 
 def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool) -> None:
@@ -349,6 +358,8 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
             found = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             found = None
+        if isinstance(found, dict) and isinstance(found.get("config"), dict):
+            found["config"] = _searched(found["config"])
         if found != wanted:
             raise ConfigError(
                 f"{directory} holds another search ({_difference(found, wanted)}); "
