@@ -27,8 +27,8 @@ from extras import require
 
 from keras_cnns import export as export_lib
 from keras_cnns.data import build_pipeline, load_source
+from keras_cnns.machine import backend_env
 from keras_cnns.measure import logit_parity as parity
-from keras_cnns.measure.backends import backend_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-5

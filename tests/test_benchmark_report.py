@@ -73,14 +73,12 @@ def test_best_pytorch_and_compile_time_are_reported_apart():
 VERBOSE = """onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2
 onednn_verbose,v1,info,cpu,isa:Intel AVX2
 onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx2,forward_training,src:f32
-aten_capability,AVX2
 """
 
 
 def test_isa_records_parse_onednn_and_name_the_class():
     assert parse_onednn_verbose(VERBOSE) == {
-        "isa": "Intel AVX2", "runtime": "threadpool", "conv_impl": "brg_conv_fwd:avx2",
-        "aten_capability": "AVX2"}
+        "isa": "Intel AVX2", "runtime": "threadpool", "conv_impl": "brg_conv_fwd:avx2"}
     assert cpu_class(["avx2", "avx512f", "avx512_bf16"]) == "avx512_bf16"
     assert cpu_class(["avx2"]) == "avx2" and cpu_class([]) == "baseline"
     env = emulation_env("avx2")

@@ -77,11 +77,11 @@ def test_onednn_log_grouped_by_kernel_and_shape_without_warmup_calls():
 def test_constant_input_repeats_the_pipelines_first_batch():
     import numpy as np
 
-    from keras_cnns.measure.profiling import _our_training, build_parser
+    from keras_cnns.commands.profile import build_parser
+    from keras_cnns.measure.profiling import _our_training
 
     args = build_parser().parse_args(["--model", "lenet", "--image-size", "16",
                                       "--batch-size", "8", "--input", "constant"])
-    args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
     _, stream = _our_training(args, steps=2)
     (first, first_labels), (second, second_labels) = stream.take(2)
     assert first.shape == (8, 16, 16, 1)

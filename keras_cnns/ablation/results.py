@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_cnns.config import RunConfig
+from keras_cnns.machine import cpu_facts
 
 SIDECAR = "ablation.json"  # per run: what the trainer does not record (clean train accuracy, ...)
 BEST_SHARE = 0.95  # "epochs to 95% of the best validation accuracy"
@@ -260,14 +261,6 @@ def describe_device(strategy: str, replicas: int) -> str:
 
 def describe_machine() -> str:
     """CPU model, core count and OS, e.g. "AMD EPYC 9B14, 2 cores, Linux x86_64"."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_facts()[0] or platform.processor() or platform.machine()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model}, {cores} cores, {platform.system()} {platform.machine()}"

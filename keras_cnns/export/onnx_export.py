@@ -39,9 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns.export.directory import EVAL_BATCH_SIZE, MODEL_FILE, ExportError
-from keras_cnns.export.saved_model import model_input_shape, save_keras_file, serving_function
-from keras_cnns.export.tensorflow_process import run_tensorflow_writers
+from keras_cnns.export.directory import EVAL_BATCH_SIZE, ExportError
+from keras_cnns.export.saved_model import (
+    model_input_shape,
+    serving_function,
+    wrote_in_tensorflow_child,
+)
+from keras_cnns.export.scoring import relative_gap
 
 OPSET = 17
 # Max |onnxruntime - serving_default| / max |serving_default| over the checked probabilities.
@@ -60,13 +64,6 @@ def _require(module: str):
         ) from None
 
 
-def gap(values, reference) -> float:
-    """The project's parity metric: `max|values - reference| / max|reference|`."""
-    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
-    scale = float(np.abs(reference).max()) or 1.0
-    return float(np.abs(values - reference).max() / scale)
-
-
 def write_onnx(model, path: str | Path, *, mean, std, class_names=None,
                opset: int = OPSET) -> None:
     """Write `model`'s serving graph (module docstring) as ONNX to `path`.
@@ -75,18 +72,9 @@ def write_onnx(model, path: str | Path, *, mean, std, class_names=None,
     non-TensorFlow Keras backend the model is saved to a temporary `.keras` file and converted
     in a TensorFlow-backend subprocess.
     """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="keras_cnns-onnx-") as tmp:
-            keras_file = Path(tmp) / MODEL_FILE
-            save_keras_file(model, keras_file)
-            run_tensorflow_writers(keras_file, onnx=path, mean=mean, std=std,
-                                   class_names=class_names, opset=opset)
+    if wrote_in_tensorflow_child(model, onnx=path, mean=mean, std=std,
+                                 class_names=class_names, opset=opset):
         return
-
     import logging
 
     import tensorflow as tf
@@ -154,7 +142,7 @@ def check_onnx(path: str | Path, images: np.ndarray, probabilities: np.ndarray,
         if [str(label) for label in out["labels"]] != expected.tolist():
             raise ExportError(f"{Path(path).name}'s labels are not the class names of its "
                               "classes.")
-    worst = gap(out["probabilities"], probabilities)
+    worst = relative_gap(out["probabilities"], probabilities)
     agree = int(np.sum(out["classes"] == np.argmax(probabilities, axis=-1)))
     if not worst <= TOLERANCE:
         raise ExportError(

@@ -131,6 +131,23 @@ def class_labels(class_names, classes):
     return tf.gather(tf.constant([str(name) for name in class_names], tf.string), classes)
 
 
+def wrote_in_tensorflow_child(model, *, native=("tensorflow",), **files) -> bool:
+    """Unless this process's Keras backend is one of `native`, write `files` (the keyword
+    arguments of `run_tensorflow_writers`) from `model` in a TensorFlow-backend child and
+    return True; else return False, and the caller writes them here."""
+    import tempfile
+
+    import keras
+
+    if keras.backend.backend() in native:
+        return False
+    with tempfile.TemporaryDirectory(prefix="keras_cnns-export-") as tmp:
+        keras_file = Path(tmp) / MODEL_FILE
+        save_keras_file(model, keras_file)
+        run_tensorflow_writers(keras_file, **files)
+    return True
+
+
 def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -> None:
     """Write `model` as a SavedModel with `serving_default` and `serve` (module docstring).
 
@@ -145,18 +162,11 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
     import keras
     import tensorflow as tf
 
+    if wrote_in_tensorflow_child(model, native=("tensorflow", "jax"), saved_model=path,
+                                 mean=mean, std=std, class_names=class_names):
+        return
     height, width, channels = model_input_shape(model)
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="keras_cnns-export-") as tmp:
-            keras_file = Path(tmp) / MODEL_FILE
-            save_keras_file(model, keras_file)
-            run_tensorflow_writers(keras_file, saved_model=path, mean=mean, std=std,
-                                   class_names=class_names)
-        return
-
     serve_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")
     images_spec = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
     if backend == "tensorflow":

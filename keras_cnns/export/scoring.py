@@ -14,7 +14,7 @@ from keras_cnns.serving import verify
 from keras_cnns.serving.verify import GOLDEN_TOLERANCE, content_sha256
 
 __all__ = ["GOLDEN_SIZE", "GOLDEN_TOLERANCE", "LOSS_EPSILON", "content_sha256", "golden_indices",
-           "score"]
+           "relative_gap", "score"]
 
 GOLDEN_SIZE = 16
 # Probabilities are clipped like Keras's cross-entropy on probabilities, so log(0) never occurs.
@@ -30,6 +30,12 @@ def score(probabilities, classes, labels, label_smoothing: float = 0.0) -> dict[
         "test_correct": correct,
         "test_examples": len(labels),
     }
+
+
+def relative_gap(values, reference) -> float:
+    """`max|values - reference| / max|reference|`: the project's parity metric."""
+    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    return float(np.abs(values - reference).max() / (np.abs(reference).max() or 1.0))
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

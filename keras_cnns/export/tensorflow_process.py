@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_cnns.export.directory import ExportError
+from keras_cnns.machine import BackendProcessError, run_python
 
 WORKER_MODULE = "keras_cnns.export.worker"
 
@@ -31,8 +32,6 @@ def run_tensorflow_writers(
     The arguments are those of `keras_cnns.export.worker.write_in_tensorflow`; `calibration`
     (uint8 training images for int8 TFLite) travels through a temporary `.npy` file.
     """
-    from keras_cnns.measure.backends import BackendProcessError, run_python
-
     args = ["-m", WORKER_MODULE, "--keras", str(Path(keras_file).resolve())]
     for flag, path in (("--saved-model", saved_model), ("--onnx", onnx), ("--tflite", tflite)):
         if path is not None:

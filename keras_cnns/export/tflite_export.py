@@ -37,9 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns.export.directory import MODEL_FILE, ExportError, sha256_file
-from keras_cnns.export.saved_model import class_labels, model_input_shape, save_keras_file
-from keras_cnns.export.tensorflow_process import run_tensorflow_writers
+from keras_cnns.export.directory import ExportError, sha256_file
+from keras_cnns.export.saved_model import (
+    class_labels,
+    model_input_shape,
+    wrote_in_tensorflow_child,
+)
 
 QUANTIZE_CHOICES = ("int8",)
 # Max |interpreter - serving_default| over the float file's probabilities.
@@ -81,19 +84,13 @@ def write_tflite(model, path: str | Path, *, mean, std, class_names=None,
     Under a non-TensorFlow Keras backend the model is saved to a temporary `.keras` file and
     converted in a TensorFlow-backend subprocess (the converter takes TensorFlow graphs only).
     """
-    import keras
-
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ExportError(f"Unknown TFLite quantisation {quantize!r}; choose int8 or none.")
     if quantize and (calibration is None or not len(calibration)):
         raise ExportError("int8 quantisation needs training images to calibrate on.")
-    if keras.backend.backend() != "tensorflow":
-        with tempfile.TemporaryDirectory(prefix="keras_cnns-tflite-") as tmp:
-            keras_file = Path(tmp) / MODEL_FILE
-            save_keras_file(model, keras_file)
-            run_tensorflow_writers(keras_file, tflite=path, mean=mean, std=std,
-                                   class_names=class_names, quantize=quantize,
-                                   calibration=calibration)
+    if wrote_in_tensorflow_child(model, tflite=path, mean=mean, std=std,
+                                 class_names=class_names, quantize=quantize,
+                                 calibration=calibration):
         return
     import tensorflow as tf
 

@@ -1,15 +1,20 @@
-"""Measurement tools: how fast and how exactly the models run, against other frameworks.
+"""Measurement libraries: how fast and how exactly the models run, against other frameworks.
 
-- `parity`: one model's logits on the TF, JAX and torch backends, the PyTorch reference and
-  ONNX Runtime, against Keras on TensorFlow (`scripts/parity.py`).
-- `backends`: the current Keras backend, and Python subprocesses that run another.
-- `benchmark`, `benchmark_report`: interleaved training and inference speed of our path
-  beside the PyTorch reference, and its tables (`scripts/benchmark.py`).
-- `torch_cases`: the PyTorch reference's benchmark cases, eager and under torch.compile.
+- `logit_parity`: one model's logits on the TF, JAX and torch backends, the PyTorch reference
+  and ONNX Runtime, against Keras on TensorFlow (`keras-cnns parity`).
+- `throughput`, `throughput_tables`: interleaved training and inference speed of our path
+  beside the PyTorch reference, and its tables (`keras-cnns benchmark`); `torch_cases` and
+  `peak`: its PyTorch cases and the machine's usable FLOP rate.
+- `profiling`, `onednn_kernels`: where a training step's time goes, op by op, and the oneDNN
+  kernels each side ran (`keras-cnns profile`).
+- `litert_latency`: an export's size, accuracy and latency, SavedModel vs LiteRT
+  (`keras-cnns tflite-latency`).
 - `isa`: the CPU's ISA classes, what oneDNN dispatched to, and `--isa avx2` emulation.
-- `profiling`: where a training step's time goes, op by op (`scripts/profile_step.py`).
+- `child`: the one way these run a measurement in a fresh process (another Keras backend, an
+  ISA cap, nothing warm carried over).
 
 Every tool takes model names from the registry (`keras_cnns.models.list_models()`) and derives
 its per-model settings from the built model (FLOPs, input size), so a newly registered
-architecture is measured without editing this folder.
+architecture is measured without editing this folder. The commands (flags, usage errors,
+printing the report) live in `keras_cnns/commands/`.
 """

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
-from keras_cnns.machine import cpu_facts
+from keras_cnns.machine import BackendProcessError, cpu_facts
+from keras_cnns.measure import child
 
 EMULATIONS = {
     "avx2": {
@@ -39,20 +38,8 @@ ISA_CHOICES = ("native", *EMULATIONS)
 # The ISA classes of machine.ISA_CLASSES from best to worst: a CPU's class is its best one.
 _RANKED = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 
-# A child process that runs one small convolution with oneDNN's verbose log on; stdout carries
-# the log. TF 2.21 turns its oneDNN ops on by default on x86 (TF_ENABLE_ONEDNN_OPTS=1).
-_PROBES = {
-    "tensorflow": (
-        "import tensorflow as tf\n"
-        "x = tf.random.uniform([4, 16, 16, 8]); k = tf.random.uniform([3, 3, 8, 16])\n"
-        "tf.nn.conv2d(x, k, 1, 'SAME').numpy()\n"
-    ),
-    "torch": (
-        "import torch\n"
-        "torch.nn.Conv2d(8, 16, 3, padding=1)(torch.rand(4, 8, 16, 16))\n"
-        "print('aten_capability,' + torch.backends.cpu.get_cpu_capability())\n"
-    ),
-}
+# The frameworks whose oneDNN a measurement records.
+PROBED = ("tensorflow", "torch")
 
 
 def emulation_env(isa: str | None) -> dict[str, str]:
@@ -86,12 +73,10 @@ def cpu_class(isa: list[str]) -> str:
 
 
 def parse_onednn_verbose(text: str) -> dict:
-    """`isa` (oneDNN's own words), `runtime`, the first convolution's `conv_impl`, and ATen's
-    `aten_capability` where printed, from a child's `ONEDNN_VERBOSE=1` output."""
+    """`isa` (oneDNN's own words), `runtime` and the first convolution's `conv_impl` from a
+    child's `ONEDNN_VERBOSE=1` output."""
     found: dict = {}
     for line in text.splitlines():
-        if line.startswith("aten_capability,"):
-            found["aten_capability"] = line.split(",", 1)[1].strip()
         if not line.startswith("onednn_verbose"):
             continue
         match = re.search(r",info,cpu,isa:(.+)$", line)
@@ -106,17 +91,31 @@ def parse_onednn_verbose(text: str) -> dict:
     return found
 
 
-def probe_onednn(framework: str, env: dict[str, str], timeout: float = 120) -> dict:
-    """What `framework`'s oneDNN dispatches to under `env` (a child process; {} on failure)."""
-    child_env = {**os.environ, **env, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    try:
-        proc = subprocess.run([sys.executable, "-c", _PROBES[framework]], env=child_env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
+def convolve_once(framework: str) -> dict:
+    """Child side: one small convolution in `framework`, for oneDNN's log on stdout (TF 2.21
+    turns its oneDNN ops on by default on x86); torch adds the ISA ATen's own kernels use."""
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        tf.nn.conv2d(tf.random.uniform([4, 16, 16, 8]), tf.random.uniform([3, 3, 8, 16]), 1,
+                     "SAME").numpy()
         return {}
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    return parse_onednn_verbose(proc.stdout)
+    import torch
+
+    torch.nn.Conv2d(8, 16, 3, padding=1)(torch.rand(4, 8, 16, 16))
+    return {"aten_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def probe_onednn(framework: str, env: dict[str, str], timeout: float = 120) -> dict:
+    """What `framework`'s oneDNN dispatches to under `env` (a child process; `error` when it
+    failed)."""
+    try:
+        found, stdout = child.run("isa.convolve_once", {"framework": framework},
+                                  env={**env, "ONEDNN_VERBOSE": "1"}, timeout=timeout,
+                                  what=f"{framework} oneDNN probe")
+    except (BackendProcessError, OSError) as error:
+        return {"error": getattr(error, "last_line", str(error))}
+    return {**parse_onednn_verbose(stdout), **found}
 
 
 def isa_facts(isa: str | None = None, *, probe: bool = True) -> dict:
@@ -134,7 +133,7 @@ def isa_facts(isa: str | None = None, *, probe: bool = True) -> dict:
                  "TF_ENABLE_ONEDNN_OPTS")},
     }
     if probe:
-        facts["onednn"] = {name: probe_onednn(name, env) for name in _PROBES}
+        facts["onednn"] = {name: probe_onednn(name, env) for name in PROBED}
     return facts
 
 

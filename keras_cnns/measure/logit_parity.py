@@ -11,20 +11,19 @@ batch goes through five paths:
                  preprocessing inside the graph)
 
 and the report gives, per path, `max|logits - tf| / max|tf|` over the batch (tf: the
-tensorflow path's logits) and the median time of one forward pass of the batch. The Keras
-paths and the reference take the preprocessed float batch; ONNX takes the uint8 images it was
-made from (so its gap includes ONNX's preprocessing) and its time includes the preprocessing.
+tensorflow path's logits; `keras_cnns.export.scoring.relative_gap`) and the median time of one
+forward pass of the batch. The Keras paths and the reference take the preprocessed float
+batch; ONNX takes the uint8 images it was made from (so its gap includes ONNX's
+preprocessing) and its time includes the preprocessing.
 
     rows = run(list_models())
     print(format_table(rows))
 
-The backend workers are `python -m keras_cnns.measure.logit_parity --worker CASES OUT` under
-KERAS_BACKEND.
+The backend workers are `keras_worker`, each in a child under its KERAS_BACKEND (`child.run`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import statistics
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from keras_cnns.export.scoring import relative_gap
+from keras_cnns.measure import child
 
 TOLERANCE = 1e-5
 KERAS_PATHS = ("tensorflow", "jax", "torch")
@@ -49,12 +51,6 @@ LABELS = {
 # Normalisation of the registry models' random images (any constants do; these are digits-like).
 DEFAULT_MEAN, DEFAULT_STD = (0.5,), (0.25,)
 WARMUP = 2
-
-
-def gap(values, reference) -> float:
-    """`max|values - reference| / max|reference|`: the project's parity metric."""
-    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
-    return float(np.abs(values - reference).max() / (np.abs(reference).max() or 1.0))
 
 
 def timed(forward: Callable[[], Any], repeats: int) -> tuple[Any, float]:
@@ -171,19 +167,10 @@ def keras_worker(cases: list[dict], repeats: int) -> list[dict]:
     return results
 
 
-def run_keras_backend(backend: str, cases: list[dict], repeats: int, workdir: Path) -> list[dict]:
-    from keras_cnns.measure.backends import run_python
-
-    cases_file = workdir / "cases.json"
-    cases_file.write_text(json.dumps(cases))
-    out_file = workdir / f"{backend}.json"
-    run_python(
-        backend,
-        ["-m", "keras_cnns.measure.logit_parity", "--worker", str(cases_file), str(out_file),
-         "--repeats", str(repeats)],
-        what="parity worker",
-    )
-    return json.loads(out_file.read_text())
+def run_keras_backend(backend: str, cases: list[dict], repeats: int) -> list[dict]:
+    results, _ = child.run("logit_parity.keras_worker", {"cases": cases, "repeats": repeats},
+                           backend=backend, timeout=900, what="parity worker")
+    return results
 
 
 def reference_path(case: dict, repeats: int) -> tuple[np.ndarray, float]:
@@ -251,7 +238,7 @@ def run(
         for backend in (p for p in PATHS if p in paths and p in KERAS_PATHS):
             log(f"running the {LABELS[backend]} in a subprocess")
             try:
-                for item in run_keras_backend(backend, cases, repeats, work):
+                for item in run_keras_backend(backend, cases, repeats):
                     results[item["dir"], backend] = {"ms": item["ms"],
                                                      "jit_compile": item["jit_compile"]}
             except Exception as error:  # a missing backend is a row that says so
@@ -278,7 +265,7 @@ def run(
                 result = dict(results.get((case["dir"], path), {"error": "not run"}))
                 logits_file = Path(case["dir"]) / f"{path}.npy"
                 if tf_logits is not None and logits_file.exists() and "error" not in result:
-                    result["gap"] = gap(np.load(logits_file), tf_logits)
+                    result["gap"] = relative_gap(np.load(logits_file), tf_logits)
                 elif "error" not in result:
                     result["error"] = "no TensorFlow logits to compare with"
                 rows.append({"model": case["model"], "input": case["input"], "path": path,
@@ -327,20 +314,3 @@ def format_table(rows: Sequence[dict], tolerance: float = TOLERANCE) -> str:
         else f"FAILED: not every gap is at most {tolerance:.0e} (largest {worst:.1e})."
     )
     return "\n".join([*lines, "", verdict])
-
-
-def _worker_main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m keras_cnns.measure.logit_parity")
-    parser.add_argument("--worker", nargs=2, metavar=("CASES", "OUT"), required=True)
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args(argv)
-    cases_file, out_file = args.worker
-    results = keras_worker(json.loads(Path(cases_file).read_text()), args.repeats)
-    Path(out_file).write_text(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_worker_main())

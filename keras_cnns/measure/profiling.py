@@ -1,8 +1,9 @@
 """Where a training step's time goes, op by op, in our path and in the PyTorch reference.
 
-    python scripts/profile_step.py --model NAME --image-size 96
+    report = profile(settings)       # settings: the flags of `keras-cnns profile`
+    print(format_report(report))
 
-Each side runs in its own child process (`python -m keras_cnns.measure.profiling --side`):
+Each side runs in its own child process (`run_side`, started by `child.run`):
 
 - `ours`: `train.py`'s model, optimizer and input pipeline (as `scripts/benchmark.py` builds
   them), one epoch traced with the TensorFlow profiler. This side runs with one inter-op
@@ -31,20 +32,25 @@ two frameworks picked side by side, shape by shape, with oneDNN's own times
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
-import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.machine import BackendProcessError
+from keras_cnns.measure import child
+from keras_cnns.measure.isa import describe, emulation_env, isa_facts
 from keras_cnns.measure.onednn_kernels import parse_exec_lines, per_step, side_by_side
+from keras_cnns.measure.throughput import (
+    benchmark_config,
+    default_steps,
+    forward_flops,
+    timed_epochs,
+)
 
 CATEGORIES = (
     "conv forward",
@@ -132,7 +138,6 @@ def _our_training(args, steps: int):
     on), so that no input pipeline shares the cores."""
     import tensorflow as tf
 
-    from keras_cnns.measure.throughput import benchmark_config
     from keras_cnns.training import sharding
     from keras_cnns.training.trainer import build_for_training, load_data, set_precision
 
@@ -149,8 +154,6 @@ def _our_training(args, steps: int):
 
 def _profile_ours(args) -> dict:
     import tensorflow as tf
-
-    from keras_cnns.measure.throughput import forward_flops, timed_epochs
 
     model, train_ds = _our_training(args, args.steps)
     (seconds,) = timed_epochs(model, train_ds, args.steps, epochs=1)  # untraced
@@ -178,7 +181,6 @@ def _kernels_ours(args) -> dict:
 
 
 def _kernels_torch(args) -> dict:
-    from keras_cnns.measure.throughput import benchmark_config
     from keras_cnns.reference.torch_training import reference_setup, reference_training_step
 
     config = benchmark_config(args)
@@ -192,7 +194,6 @@ def _profile_torch(args) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from keras_cnns.measure.throughput import benchmark_config
     from keras_cnns.reference.torch_training import reference_setup, reference_training_step
 
     config = benchmark_config(args)
@@ -229,32 +230,59 @@ def _profile_torch(args) -> dict:
     }
 
 
-# -- parent side ------------------------------------------------------------------------------
-def _run_side(args, side: str, kernels: bool = False) -> dict:
-    argv = [sys.executable, "-m", "keras_cnns.measure.profiling", "--side", side]
+def run_side(settings: dict, side: str, kernels: bool) -> dict:
+    """Child side: profile `side` ("ours" or "torch") with `settings` (the profile's), or with
+    `kernels` just run its steps for oneDNN's log."""
+    args = SimpleNamespace(**settings)
     if kernels:
-        argv.append("--kernels")
-    for name in ("model", "image_size", "batch_size", "dataset", "steps", "layout",
-                 "mixed_precision", "input", "batch_shards"):
-        value = getattr(args, name)
-        if value is not None:
-            argv += ["--" + name.replace("_", "-"), str(value)]
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.update(emulation_env(args.isa))
+        return _kernels_ours(args) if side == "ours" else _kernels_torch(args)
+    return _profile_ours(args) if side == "ours" else _profile_torch(args)
+
+
+# -- parent side ------------------------------------------------------------------------------
+class ProfileSideError(RuntimeError):
+    """One side's child failed; the message says which and the last line it said."""
+
+
+def profile(args) -> dict:
+    """Profile both sides, each in a child of its own (with `args.kernels`, once more each
+    under oneDNN's log), printing what is measured; the report for `format_report`.
+
+    `args` holds the flags of `keras-cnns profile`; `args.steps` None: from the model's FLOPs.
+    """
+    if not args.steps:
+        args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
+    source = "one batch, repeated" if args.input == "constant" else "train.py's input pipeline"
+    print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side; "
+          f"our input: {source}", flush=True)
+    facts = isa_facts(args.isa)
+    print(describe(facts), flush=True)
+    ours, theirs = _run_side(args, "ours"), _run_side(args, "torch")
+    report = summarise(ours, theirs, args.layout, args.batch_size)
+    report["isa"] = facts
+    report["input"] = args.input
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if args.kernels:
+        report["kernels"] = {side: _run_side(args, side, kernels=True)
+                             for side in ("ours", "torch")}
+    return report
+
+
+def _run_side(args, side: str, kernels: bool = False) -> dict:
+    env = emulation_env(args.isa)
     if side == "ours":
         env["TF_NUM_INTEROP_THREADS"] = "1"  # serial ops: their times add up to the step
     if kernels:
         env["ONEDNN_VERBOSE"] = "1"
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SystemExit(f"profile_step.py: the {side} side failed: {tail}")
-    result = json.loads(lines[-1])
+    try:
+        result, stdout = child.run(
+            "profiling.run_side", {"settings": vars(args), "side": side, "kernels": kernels},
+            env=env, what=f"{side} side",
+        )
+    except BackendProcessError as error:
+        raise ProfileSideError(f"the {side} side failed: {error.last_line}") from None
     if kernels:
-        return per_step(parse_exec_lines(proc.stdout), result["steps_run"], KERNEL_WARMUP_STEPS)
+        return per_step(parse_exec_lines(stdout), result["steps_run"], KERNEL_WARMUP_STEPS)
     return result
 
 
@@ -287,6 +315,13 @@ def format_report(report: dict) -> str:
         f"with zero framework cost on our side, at most {report['bound']:.2f}x "
         f"(PyTorch's step over our kernel time)"
     )
+    lines.append(f"load average at the end: {' '.join(map(str, report['load_average']))}")
+    for title, side in (("\nslowest ops, ours:", ours), ("slowest ops, PyTorch:", theirs)):
+        lines.append(title)
+        lines += [f"  {ms:8.2f} ms  {name}" for name, ms in side["top_ops"]]
+    if "kernels" in report:
+        lines.append("\noneDNN kernels, ms per step (oneDNN's own times):")
+        lines.append(side_by_side(report["kernels"]["ours"], report["kernels"]["torch"]))
     return "\n".join(lines)
 
 
@@ -304,89 +339,3 @@ def summarise(ours: dict, theirs: dict, layout: str, batch_size: int) -> dict:
         "ratio": theirs["step_ms"] / ours["step_ms"],
         "bound": theirs["step_ms"] / ours["kernel_ms"],
     }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from keras_cnns.commands.cli import OneLineParser  # a usage error is one sentence
-    from keras_cnns.models import default_model, list_models
-
-    parser = OneLineParser(prog="profile_step.py", description=__doc__.splitlines()[0])
-
-    parser.add_argument("--model", default=default_model(), choices=list_models())
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--steps", type=int,
-                        help="traced steps (default: from the model's FLOPs, 10 to 100)")
-    parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
-                        help="PyTorch memory format: nchw (the seed's code) or cl")
-    parser.add_argument("--mixed-precision")
-    parser.add_argument("--input", choices=("pipeline", "constant"), default="pipeline",
-                        help="our side's input: train.py's pipeline (default), or its first "
-                        "batch repeated, as the PyTorch side trains on one in-memory batch")
-    parser.add_argument("--batch-shards", type=int, default=1,
-                        help="our side's batch shards (training/sharding.py). The default, 1, "
-                        "profiles the step in one piece, so that its op times add up to the "
-                        "step and its kernels have PyTorch's shapes; the trainer's automatic "
-                        "choice is 0. With N > 1 the op times add up over N cores")
-    parser.add_argument("--isa", choices=ISA_CHOICES, default="native",
-                        help="cap both sides' kernels to this ISA (avx2: an AVX2 machine's "
-                        "kernels on an AVX-512 host); default: the CPU's own")
-    parser.add_argument("--kernels", action="store_true",
-                        help="also list the oneDNN kernels each side ran, shape by shape "
-                        "(one more run per side with ONEDNN_VERBOSE=1)")
-    parser.add_argument("--json", help="also write the report here")
-    parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.steps:
-        from keras_cnns.measure.throughput import default_steps
-
-        args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
-    # benchmark._config reads these; the profile keeps the recipe's own values.
-    args.data_dir = args.jit_compile = args.steps_per_execution = args.augment = None
-    if not args.side:
-        from keras_cnns.measure.throughput import check_shards
-
-        check_shards(args, build_parser())
-    if args.side:
-        if args.kernels:
-            result = _kernels_ours(args) if args.side == "ours" else _kernels_torch(args)
-        else:
-            result = _profile_ours(args) if args.side == "ours" else _profile_torch(args)
-        print(json.dumps(result), flush=True)
-        return 0
-    source = "one batch, repeated" if args.input == "constant" else "train.py's input pipeline"
-    print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side; "
-          f"our input: {source}", flush=True)
-    facts = isa_facts(args.isa)
-    print(describe(facts), flush=True)
-    ours, theirs = _run_side(args, "ours"), _run_side(args, "torch")
-    report = summarise(ours, theirs, args.layout, args.batch_size)
-    report["isa"] = facts
-    report["input"] = args.input
-    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    print(format_report(report))
-    print(f"load average at the end: {' '.join(map(str, report['load_average']))}")
-    print("\nslowest ops, ours:")
-    for name, ms in ours["top_ops"]:
-        print(f"  {ms:8.2f} ms  {name}")
-    print("slowest ops, PyTorch:")
-    for name, ms in theirs["top_ops"]:
-        print(f"  {ms:8.2f} ms  {name}")
-    if args.kernels:
-        report["kernels"] = {
-            side: _run_side(args, side, kernels=True) for side in ("ours", "torch")
-        }
-        print("\noneDNN kernels, ms per step (oneDNN's own times):")
-        print(side_by_side(report["kernels"]["ours"], report["kernels"]["torch"]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
 """Side-by-side speed of our training path and the PyTorch reference, on this machine.
 
-    python scripts/benchmark.py --model NAME --image-size 96
+    report = benchmark(settings)     # settings: the flags of `keras-cnns benchmark`
 
-Every case runs in a fresh child process (`python -m keras_cnns.measure.throughput --case ...`),
-and the cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on
-every case alike; the table reports medians and their ratios. The cases:
+Every case runs in a fresh child process (`run_case`, started by `child.run`), and the
+cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on every
+case alike; the table reports medians and their ratios. The cases:
 
 - `ours_train`: what `train.py` runs. The model, optimizer, loss and compile settings come
   from `build_for_training` and the batches from the trainer's own input pipeline
@@ -34,18 +34,16 @@ forward plus both backward products), so "of peak" is achieved FLOP/s over the `
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
 import resource
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
+from types import SimpleNamespace
 
-from keras_cnns.measure.isa import ISA_CHOICES, describe, emulation_env, isa_facts
+from keras_cnns.machine import BackendProcessError
+from keras_cnns.measure import child
+from keras_cnns.measure.isa import describe, emulation_env, isa_facts
 from keras_cnns.measure.peak import peak_case
 from keras_cnns.measure.throughput_tables import (
     device_description,
@@ -81,7 +79,7 @@ def benchmark_config(args):
     fields = dict(
         model=args.model,
         dataset=args.dataset,
-        data_dir=args.data_dir,
+        data_dir=getattr(args, "data_dir", None),
         image_size=args.image_size,
         batch_size=args.batch_size,
         epochs=100,
@@ -202,7 +200,17 @@ def default_steps(model: str, image_size: int, batch_size: int, max_steps: int =
     return int(min(max_steps, max(MIN_STEPS, round(EPOCH_FLOPS / step_flops))))
 
 
-def run_case(args) -> dict:
+def check_shards(args) -> None:
+    """A ConfigError for a `--batch-shards` our training cases cannot run, before any case
+    runs (here and in the profile)."""
+    from keras_cnns.training.sharding import resolve_shards
+
+    resolve_shards(benchmark_config(args), "default", has_gpu=False)
+
+
+def run_case(settings: dict) -> dict:
+    """Child side: one case of `settings` (the benchmark's, with `case`), timed."""
+    args = SimpleNamespace(**settings)
     if args.case == "peak":
         result = peak_case(args)
     elif args.case.startswith("torch"):
@@ -214,66 +222,43 @@ def run_case(args) -> dict:
     return result
 
 
-# -- parent side: interleave and collect (the tables: benchmark_report.py) ----------------------
-def _child_args(args, case) -> list[str]:
-    """The command line of one case's child process."""
-    argv = [sys.executable, "-m", "keras_cnns.measure.throughput", "--case", case]
-    for name in (
-        "model",
-        "image_size",
-        "batch_size",
-        "dataset",
-        "data_dir",
-        "steps",
-        "epochs",
-        "steps_per_execution",
-        "batch_shards",
-        "mixed_precision",
-        "augment",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            argv += ["--" + name.replace("_", "-"), str(value)]
-    if case == "ours_train_jax":
-        argv.append("--jit-compile")  # without jax.jit, Keras on JAX runs op by op
-    elif args.jit_compile is not None:
-        argv.append("--jit-compile" if args.jit_compile else "--no-jit-compile")
-    return argv
+# -- parent side: interleave and collect (the tables: throughput_tables.py) --------------------
+def benchmark(args) -> dict:
+    """Run `args.cases` (comma-separated names of CASES) `args.repeats` times, interleaved,
+    each in a child of its own, and print their progress; the report, with its `table`.
 
-
-def child_env(args, case: str) -> dict[str, str]:
-    """One case's environment: the ISA cap of `--isa`, and its Keras backend."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.update(emulation_env(args.isa))
-    env["KERAS_BACKEND"] = BACKEND_CASES.get(case, "tensorflow")
-    return env
+    `args` holds the flags of `keras-cnns benchmark`; `args.steps` None: `default_steps`.
+    """
+    if args.steps is None:
+        args.steps = default_steps(args.model, args.image_size, args.batch_size)
+    print(f"benchmarking {args.model} @ {args.image_size}px on {device_description()['cpu']}",
+          flush=True)
+    facts = isa_facts(args.isa)
+    print(describe(facts), flush=True)
+    report = run_all(args)
+    report["isa"] = facts
+    report["load_average"] = _load_average()
+    report["table"] = format_table(report)
+    return report
 
 
 def run_all(args) -> dict:
     cases = [c for c in args.cases.split(",") if c]
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        raise SystemExit(
-            f"benchmark.py: error: unknown case {unknown[0]!r}; cases: {', '.join(CASES)}."
-        )
     runs: dict[str, list[dict]] = {case: [] for case in cases}
     for repeat in range(args.repeats):
         for case in cases:
-            proc = subprocess.run(
-                _child_args(args, case), capture_output=True, text=True,
-                env=child_env(args, case), check=False,
-            )
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                # The last line that is not one of TensorFlow's log lines (I0000 ..., E0000 ...).
-                said = [line for line in proc.stderr.strip().splitlines()
-                        if line.strip() and not re.match(r"[IWEF]\d{4} ", line)]
-                tail = (said or [f"exit status {proc.returncode}"])[-1]
-                print(f"  {case}: failed ({tail})", file=sys.stderr, flush=True)
+            # Without jax.jit, Keras on JAX runs op by op.
+            jit_compile = True if case == "ours_train_jax" else args.jit_compile
+            try:
+                result, _ = child.run(
+                    "throughput.run_case",
+                    {"settings": {**vars(args), "case": case, "jit_compile": jit_compile}},
+                    backend=BACKEND_CASES.get(case, "tensorflow"),
+                    env=emulation_env(args.isa), what=f"{case} case",
+                )
+            except BackendProcessError as error:
+                print(f"  {case}: failed ({error.last_line})", file=sys.stderr, flush=True)
                 continue
-            result = json.loads(lines[-1])
             runs[case].append(result)
             rate = result.get("img_s", result.get("gflop_s"))
             extra = (f" (compile {result['compile_s']:.1f} s)" if "compile_s" in result
@@ -283,93 +268,9 @@ def run_all(args) -> dict:
     return summarise(runs, args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from keras_cnns.commands.cli import OneLineParser  # a usage error is one sentence
-
-    parser = OneLineParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    from keras_cnns.models import default_model, list_models
-
-    parser.add_argument("--model", default=default_model(), choices=list_models())
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--data-dir")
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=f"steps per timed epoch (default: about {EPOCH_FLOPS:.1e} training FLOPs, "
-        f"{MIN_STEPS} to 150 steps)",
-    )
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--steps-per-execution", type=int)
-    parser.add_argument("--batch-shards", type=int,
-                        help="the trainer's batch shards in our training cases (default: its "
-                        "automatic choice)")
-    parser.add_argument("--mixed-precision")
-    parser.add_argument("--augment")
-    parser.add_argument(
-        "--isa", choices=ISA_CHOICES, default="native",
-        help="cap oneDNN, ATen, inductor and XLA to this ISA in every case (avx2: an AVX2 "
-        "machine's kernels on an AVX-512 host); default: the CPU's own",
-    )
-    parser.add_argument("--json", help="write the report here (default: runs/benchmarks/...)")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.batch_shards is not None and not args.case:
-        check_shards(args, parser)
-    if args.steps is None:
-        args.steps = default_steps(args.model, args.image_size, args.batch_size)
-    if args.case:
-        print(json.dumps(run_case(args)), flush=True)
-        return 0
-    print(
-        f"benchmarking {args.model} @ {args.image_size}px on {device_description()['cpu']}",
-        flush=True,
-    )
-    facts = isa_facts(args.isa)
-    print(describe(facts), flush=True)
-    report = run_all(args)
-    report["isa"] = facts
-    report["load_average"] = _load_average()
-    table = format_table(report)
-    print()
-    print(table)
-    path = Path(args.json or f"runs/benchmarks/{args.model}-{args.image_size}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    report["table"] = table
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nreport: {path}")
-    return 0
-
-
-def check_shards(args, parser) -> None:
-    """A `--batch-shards` our training cases cannot run is a usage error, before any case
-    (here and in `profile_step.py`)."""
-    from keras_cnns.config import ConfigError
-    from keras_cnns.training.sharding import resolve_shards
-
-    try:
-        resolve_shards(benchmark_config(args), "default", has_gpu=False)
-    except ConfigError as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-
-
 def _load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages at the end of the run (a shared machine's noise)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,8 @@ import platform
 import statistics
 import subprocess
 import sys
-from pathlib import Path
+
+from keras_cnns.machine import cpu_facts
 
 OURS_TRAINING = ("ours_train", "ours_train_unsharded", "ours_train_torch", "ours_train_jax")
 TORCH_TRAINING = ("torch_nchw", "torch_cl", "torch_compile")
@@ -19,14 +20,7 @@ TRAINING_CASES = OURS_TRAINING + TORCH_TRAINING
 
 
 def device_description() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_facts()[0] or platform.processor() or platform.machine()
     gpus = []
     try:
         out = subprocess.run(

@@ -16,8 +16,6 @@ import resource
 import statistics
 import time
 
-TORCH_TRAINING_CASES = ("torch_nchw", "torch_cl", "torch_compile")
-
 
 def time_calls(fn, calls: int) -> float:
     start = time.perf_counter()
