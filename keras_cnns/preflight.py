@@ -14,11 +14,12 @@ import dataclasses
 import importlib.util
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from keras_cnns.config import ConfigError, RunConfig
-from keras_cnns.machine import machine_memory
+from keras_cnns.machine import machine_memory, run_python
 
 # Weights, their gradients and the two moments of Adam(W): four float32 copies of the
 # parameters. Every layer's output is kept for the backward pass, which makes a gradient of
@@ -122,14 +123,44 @@ def _importable(module: str) -> bool:
 
 def estimate_memory(config: RunConfig) -> MemoryEstimate:
     """Build `config`'s model without weights: its options are valid, and what it costs."""
+    registry = _pending_variables()
+    if registry is None:
+        print("note: this Keras keeps its not-yet-created weights where preflight cannot clear "
+              "them, so the model is sized in a child process.", file=sys.stderr, flush=True)
+        return _estimate_in_child(config)
+    known = len(registry)
+    try:
+        return _estimate_without_weights(config)
+    finally:
+        # The weights were never created; nothing may initialise them later.
+        del registry[known:]
+
+
+def _pending_variables() -> list | None:
+    """Keras' list of variables made in a stateless scope, which the next scope to close
+    creates; None when this Keras has no such list (it is private: keras.src, 3.13-3.15)."""
     import keras
-    from keras.src.backend.common import global_state
+
+    try:
+        from keras.src.backend.common import global_state
+
+        registry = global_state.get_global_attribute("uninitialized_variables", [], True)
+    except (ImportError, AttributeError, TypeError):
+        return None
+    with keras.StatelessScope(initialize_variables=False):
+        probe = keras.Variable(keras.initializers.Zeros(), shape=(1,))
+    if not (isinstance(registry, list) and registry and registry[-1] is probe):
+        return None
+    registry.pop()
+    return registry
+
+
+def _estimate_without_weights(config: RunConfig) -> MemoryEstimate:
+    import keras
 
     from keras_cnns.models import build_model
 
     size = config.image_size
-    registry = global_state.get_global_attribute("uninitialized_variables", [], True)
-    known = len(registry)
     try:
         with keras.StatelessScope(initialize_variables=False):
             model = build_model(
@@ -144,9 +175,6 @@ def estimate_memory(config: RunConfig) -> MemoryEstimate:
         if not message:
             message = f"{config.model} cannot be built with {config.model_options()}."
         raise ConfigError(message) from None
-    finally:
-        # The weights were never created; nothing may initialise them later.
-        del registry[known:]
     activations = sum(
         math.prod(int(d) for d in output.shape[1:])
         for layer in model.layers
@@ -154,6 +182,32 @@ def estimate_memory(config: RunConfig) -> MemoryEstimate:
     )
     parameters = sum(math.prod(int(d) for d in w.shape) for w in model.weights)
     return MemoryEstimate(parameters, activations, config.batch_size)
+
+
+_CHILD = """
+import json, sys
+from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.preflight import _estimate_without_weights
+try:
+    estimate = _estimate_without_weights(RunConfig.from_dict(json.load(sys.stdin)))
+    print(json.dumps({"estimate": [estimate.parameters, estimate.activations_per_image]}))
+except ConfigError as error:
+    print(json.dumps({"error": str(error)}))
+"""
+
+
+def _estimate_in_child(config: RunConfig) -> MemoryEstimate:
+    """The weight-free build in a process of its own, whose exit drops the pending weights."""
+    import json
+
+    import keras
+
+    answer = json.loads(run_python(keras.backend.backend(), ["-c", _CHILD],
+                                   stdin=json.dumps(config.to_dict()),
+                                   what="weight-free model build").stdout.splitlines()[-1])
+    if "error" in answer:
+        raise ConfigError(answer["error"])
+    return MemoryEstimate(*answer["estimate"], config.batch_size)
 
 
 def _outputs(layer):

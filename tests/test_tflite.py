@@ -68,7 +68,7 @@ def test_float_file_is_recorded_and_hashed(float_export, source):
 
 def test_only_builtin_ops_and_a_static_uint8_signature(float_export):
     lite, _ = tflite_export.interpreter(float_export / "model.tflite")
-    ops = tflite_export.op_names(lite)
+    ops = tflite_export.op_names(tflite_export.ops_details(lite))
     assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], ops
     # Variables folded into constants: no resource-variable ops are left behind.
     assert "READ_VARIABLE" not in ops and "VAR_HANDLE" not in ops
@@ -80,6 +80,32 @@ def test_only_builtin_ops_and_a_static_uint8_signature(float_export):
     assert set(outputs) == {"probabilities", "classes", "labels"}
     assert outputs["classes"]["dtype"] == np.int64 and outputs["probabilities"]["dtype"] == \
         np.float32
+
+
+class _InterpreterWithoutOpsDetails:
+    """An interpreter of a LiteRT release that dropped the private `_get_ops_details`."""
+
+    def __init__(self, lite):
+        self._lite = lite
+
+    def __getattr__(self, name):
+        if name == "_get_ops_details":
+            raise AttributeError(name)
+        return getattr(self._lite, name)
+
+
+def test_without_the_private_ops_list_the_check_runs_and_says_so(float_export, source,
+                                                                  monkeypatch, capsys):
+    real = tflite_export.interpreter
+    monkeypatch.setattr(tflite_export, "interpreter", lambda path: (
+        _InterpreterWithoutOpsDetails(real(path)[0]), "LiteRT"))
+    images, labels = source.arrays("test")
+    section = tflite_export.check_tflite(float_export / "model.tflite", images, labels,
+                                         serving(float_export),
+                                         class_names=source.info.class_names)
+    assert section["ops"] is None and section["float_ops"] is None
+    assert section["test_accuracy"] == section["serving_default_test_accuracy"]
+    assert "LiteRT lists no ops" in capsys.readouterr().err
 
 
 def test_float_file_gives_serving_defaults_probabilities_and_labels(float_export, source):

@@ -29,6 +29,7 @@ FLOAT_TOLERANCE, an int8 file must keep its test accuracy within INT8_ACCURACY_D
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import warnings
@@ -183,13 +184,25 @@ def interpreter(path: str | Path):
         return make(model_path=str(path)), name
 
 
-def op_names(lite) -> list[str]:
-    return sorted({op["op_name"] for op in lite._get_ops_details()})
+def ops_details(lite) -> list[dict] | None:
+    """Each op's name and operand and result types, read through the interpreter's private
+    `_get_ops_details` (TensorFlow and ai_edge_litert alike have no public one); None when this
+    interpreter lacks it or answers in another form."""
+    try:
+        details = [dict(op) for op in lite._get_ops_details()]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    wanted = {"op_name", "operand_types", "result_types"}
+    return details if all(wanted <= set(op) for op in details) else None
 
 
-def float_ops(lite) -> list[str]:
+def op_names(details: list[dict]) -> list[str]:
+    return sorted({str(op["op_name"]) for op in details})
+
+
+def float_ops(details: list[dict]) -> list[str]:
     """The ops that compute on float32 (in an int8 file: the entrance cast and the exits)."""
-    return sorted({op["op_name"] for op in lite._get_ops_details()
+    return sorted({str(op["op_name"]) for op in details
                    if np.float32 in list(op["operand_types"]) + list(op["result_types"])})
 
 
@@ -223,8 +236,13 @@ def check_tflite(path: str | Path, images: np.ndarray, labels: np.ndarray, signa
     from keras_cnns.export.saved_model import run_serving
 
     lite, interpreter_name = interpreter(path)
-    ops = op_names(lite)
-    foreign = [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+    details = ops_details(lite)
+    if details is None:
+        # write_tflite's converter was told builtin ops only, and refuses anything else itself.
+        print(f"note: {interpreter_name} lists no ops, so {Path(path).name}'s ops go unrecorded "
+              "(the converter allowed TFLite builtins only).", file=sys.stderr, flush=True)
+    ops = None if details is None else op_names(details)
+    foreign = [op for op in ops or () if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
     if foreign:
         raise ExportError(f"{Path(path).name} has ops that are not TFLite builtins: {foreign}.")
     height, width, channels = input_size(path)
@@ -264,7 +282,7 @@ def check_tflite(path: str | Path, images: np.ndarray, labels: np.ndarray, signa
                     **({"labels": "string [1], the class name"} if class_names is not None
                        else {})},
         "ops": ops,
-        "float_ops": float_ops(lite),
+        "float_ops": None if details is None else float_ops(details),
         "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__}), builtin ops only"
                      + (", full-integer int8" if quantize else ""),
         "calibration": ({"split": "train", "images": int(calibration_images or 0)}
