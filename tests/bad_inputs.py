@@ -73,6 +73,7 @@ CONFIGS = {
     "nestedbad.json": {"config": [1], "model": "lenet"},
     "nulldataset.json": {"model": "lenet", "epochs": 1, "warmup_epochs": 0, "dataset": None},
     "rundir_int.json": {"model": "lenet", "epochs": 1, "warmup_epochs": 0, "run_dir": 5},
+    "seed_huge.json": {"model": "lenet", "epochs": 1, "seed": 2**64},
     "strlr.json": {"model": "lenet", "epochs": 1, "warmup_epochs": 0, "lr": "0.01"},
     "unknown.json": {"model": "lenet", "epochs": 1, "warmup_epochs": 0, "colour": "blue"},
     "wrongtype.json": {"model": "lenet", "epochs": "ten"},
@@ -95,6 +96,13 @@ SPACES = {
     "strmin": {"dropout": {"min": "a", "max": 0.5}},
     "w": {"width": {"choices": [0.5, 1.0]}},
     "wide": {"width": {"choices": [1.0, 100000.0]}},
+}
+GRIDS = {
+    "selfscale": {"name": "g1", "seeds": 1, "defaults": {"dataset": "digits", "epochs": 1},
+                  "cells": [{"name": "a", "model": "lenet", "data_scale_of": "a",
+                             "train_fraction": 0.5}]},
+    "nanbudget": {"name": "g4", "seeds": 1, "seed_budget_minutes": float("nan"),
+                  "defaults": {"epochs": 1}, "cells": [{"name": "a", "model": "lenet"}]},
 }
 IMAGES, LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 
@@ -145,6 +153,10 @@ def write_fixtures(fx: Path) -> Path:
     (cfg / "empty.json").write_text("")
     (cfg / "invalid.json").write_text('{"model": "lenet", "epochs": 1,\n}')
     (cfg / "binary.json").write_bytes(b"\xc9\x00\xff\xfe")
+    (fx / "grid").mkdir()
+    for name, values in GRIDS.items():
+        (fx / "grid" / f"{name}.json").write_text(json.dumps(values))  # NaN as JSON's NaN
+    (fx / "names_dup.txt").write_text("a\n" * 10)
     (fx / "space").mkdir()
     for name, values in SPACES.items():
         (fx / "space" / f"{name}.json").write_text(json.dumps(values))

@@ -217,6 +217,59 @@ CASES = [
     Case("new_profile_shards_divide", "profile_step",
          "--model lenet --image-size 28 --batch-shards 3", 2,
          "batch_shards 3 does not divide the batch size 128"),
+    # Round 3 (shared/reliability/round3.tsv): numeric ranges, outputs that are inputs, flags
+    # a command cannot honour. Each is refused before anything is read or written.
+    Case("CV2_tflite_output", "convert", "{tmp}/s --to tflite --output {tmp}/x.tflite", 2,
+         "--output goes with --to torch, keras or export, not --to tflite", "fake_export"),
+    Case("new_cv_replace", "convert", "{fx}/a_file.txt --to torch --replace", 2,
+         "--replace goes with --to onnx or tflite, not --to torch"),
+    Case("new_cv_kwargs_alone", "convert", "{tmp}/w.pt --to keras --num-classes 10", 2,
+         "--num-classes goes with --model NAME"),
+    Case("new_cv_model_of_keras", "convert",
+         "{tmp}/s --to export --model lenet --mean 0.5 --std 0.2 --class-names {fx}/a_file.txt",
+         2, "--model describes a .pt SOURCE", "fake_export"),
+    Case("new_cv_out_in_source", "convert", "{tmp}/s --to export --mean 0.5 --std 0.2 "
+         "--class-names {fx}/a_file.txt --output {tmp}/s/sub", 2,
+         "--output {tmp}/s/sub would write into {tmp}/s, which this command reads",
+         "fake_export"),
+    Case("CV2_export_cn_dup", "convert", "{tmp}/s --to export --mean 0.5 --std 0.2 "
+         "--class-names {fx}/names_dup.txt --output {tmp}/o", 2, "names 'a' twice", "fake_export"),
+    Case("CV2_export_meannan", "convert", "{tmp}/s --to export --mean nan --std 0.2 "
+         "--class-names {fx}/a_file.txt --output {tmp}/o", 2,
+         "--mean must be a finite number from 0 to 1, got nan", "fake_export"),
+    Case("new_cv_std_scale", "convert", "{tmp}/s --to export --mean 0.5 --std 58 "
+         "--class-names {fx}/a_file.txt --output {tmp}/o", 2,
+         "--std must be a finite number above 0 and at most 1, got 58", "fake_export"),
+    Case("PV_seedneg", "preview_data", "--dataset digits --seed -1 --output {tmp}/o.png", 2,
+         "--seed must be a whole number from 0 to 4294967295, got -1"),
+    Case("new_pv_out_in_data", "preview_data", "--dataset folder --data-dir {fx}/f_good "
+         "--output {fx}/f_good/cat/img_0.png --overwrite", 2,
+         "would write into --data-dir {fx}/f_good"),
+    Case("AB_selfscale", "ablate", "--grid {fx}/grid/selfscale.json --output {tmp}/o", 2,
+         "data_scale_of must name another cell that trains on the whole split, got 'a'"),
+    Case("AB_nanbudget", "ablate", "--grid {fx}/grid/nanbudget.json --output {tmp}/o", 2,
+         "seed_budget_minutes must be a finite number >= 0, got nan"),
+    Case("new_ab_budget_nan", "ablate", "--preset quick --seed-budget nan --output {tmp}/o", 2,
+         "--seed-budget must be a finite number >= 0, got nan"),
+    Case("AB_cells_empty", "ablate", "--preset quick --cells , --output {tmp}/o", 2,
+         "--cells must be cell names separated by commas, got ','"),
+    Case("TR_seed_2p64", "train", ONE + "--seed 18446744073709551616", 2,
+         "seed must be at most 4294967295, got 18446744073709551616"),
+    Case("CF_seed_huge", "train", "--config {fx}/cfg/seed_huge.json --run-dir {tmp}/runs "
+         "--output {tmp}/out --warmup-epochs 0", 2, "seed must be at most 4294967295"),
+    Case("new_momentum_one", "train", ONE + "--momentum 1", 2, "momentum must be in [0.0, 1.0)"),
+    Case("new_weight_decay_inf", "train", ONE + "--weight-decay inf", 2,
+         "weight_decay must be a finite number, got inf"),
+    Case("new_fraction_zero", "train", ONE + "--train-fraction 0", 2,
+         "train_fraction must be in (0.0, 1.0], got 0.0"),
+    Case("new_spe_negative", "train", ONE + "--steps-per-execution -1", 2,
+         "steps_per_execution must be at least 0, got -1"),
+    Case("new_early_negative", "train", ONE + "--early-stopping -1", 2,
+         "early_stopping must be at least 0, got -1"),
+    Case("new_warmup_nan", "train", TRAIN + "--warmup-epochs nan", 2,
+         "warmup_epochs must be a finite number, got nan"),
+    Case("AB_out_file", "ablate", "--preset quick --cells lenet-classic --epochs 1 "
+         "--output {file}", 2, "--output {file} must be a results directory"),
 ]
 
 def test_every_row_of_the_corpus_is_accounted_for():
@@ -250,3 +303,21 @@ def test_bad_input_ends_in_one_sentence_and_writes_nothing(case, fixtures, tmp_p
     code, _, err = run_in_process(case.script, shlex.split(fill(case.args)), capsys)
     assert_one_sentence(code, err, case.code, fill(case.says), f"{case.script}.py")
     assert snapshot(tmp_path, fixtures) == before
+
+
+def test_number_flags_keep_to_their_range():
+    """The `type=` of every numeric flag: bounds inclusive, `above` exclusive, NaN never."""
+    import argparse
+
+    from keras_cnns.commands.cli import SEEDS, integer, number
+
+    seed, std = integer(*SEEDS), number(high=1, above=0)
+    assert (seed("0"), seed(str(2**32 - 1)), std("1"), std("1e-9")) == (0, 2**32 - 1, 1.0, 1e-9)
+    assert number(finite=False)("inf") == float("inf")
+    for parse, text, says in [(seed, "-1", "from 0 to 4294967295, got -1"),
+                              (seed, str(2**32), "got 4294967296"), (seed, "1.5", "got '1.5'"),
+                              (std, "0", "above 0 and at most 1, got 0"), (std, "1.01", "got 1"),
+                              (std, "nan", "finite number above 0"), (number(), "inf", "got inf"),
+                              (number(finite=False), "nan", "got nan")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            parse(text)

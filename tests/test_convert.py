@@ -310,3 +310,27 @@ def test_converted_checkpoint_exports_and_predicts_its_class_names(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok    golden" in proc.stdout and "skip  accuracy  converted weights" in proc.stdout
+
+
+@pytest.mark.parametrize("sidecar, flags, says", [
+    # CV2_tv5_as10: the classes a flag names are the checkpoint's, or refused; never dropped.
+    (None, ["--model", "lenet", "--num-classes", "10"],
+     "--num-classes says 10; the checkpoint's last layer has 5 classes."),
+    # CV2_listside: a sidecar of the wrong shape is one sentence, not a TypeError.
+    ("[1, 2]", [], "does not hold a reference spec"),
+    ('{"reference": {"name": "lenet", "input_shape": "28", "num_classes": 5}}', [],
+     "does not hold a reference spec"),
+])
+def test_what_a_checkpoint_cannot_honour_is_one_sentence(sidecar, flags, says, tmp_path,
+                                                         capsys):
+    from bad_inputs import assert_one_sentence, run_in_process, snapshot
+
+    torch.save(build_reference("lenet", input_shape=(28, 28, 1), num_classes=5).state_dict(),
+               tmp_path / "w.pt")
+    if sidecar is not None:
+        (tmp_path / "w.json").write_text(sidecar)
+    before = snapshot(tmp_path)
+    argv = [str(tmp_path / "w.pt"), "--to", "keras", "--output", str(tmp_path / "m.keras")]
+    code, _, err = run_in_process("convert", [*argv, *flags], capsys)
+    assert_one_sentence(code, err, 1, says, "convert.py")
+    assert snapshot(tmp_path) == before

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from test_predict_verify import PREDICT, make_export, run
 
 from keras_cnns.commands import predict as predict_script
@@ -231,6 +232,17 @@ def _file(name: str, content):
 
 
 GREY = _file("grey.png", lambda: tf.io.encode_png(np.full((9, 9, 1), 7, np.uint8)).numpy())
+
+
+def _pillow_file(name: str, image_format: str):
+    """A maker of a 16x16 RGB image saved by Pillow in `image_format`."""
+    def content() -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(buffer, format=image_format)
+        return buffer.getvalue()
+    return _file(name, content)
+
+
 # id: (export damage or None, the image argument's maker, extra flags, exit status, the words
 # the sentence must hold; "{image}" / "{export}" stand for the paths).
 BAD_INPUTS = {
@@ -250,7 +262,14 @@ BAD_INPUTS = {
                    "Image {image} is 10000x10000 pixels, over the limit"),
     "P_text": (None, _file("notes.txt", lambda: b"some notes\n"), (), 1,
                "Image {image} is not a PNG, JPEG, GIF or BMP file"),
-    "P_topk": (None, GREY, ("--top-k", "0"), 2, "--top-k must be at least 1, got 0."),
+    "P_topk": (None, GREY, ("--top-k", "0"), 2, "--top-k must be a whole number >= 1, got 0."),
+    # Decodable by Pillow, but not among the formats predict.py documents.
+    "PR_webp": (None, _pillow_file("pic.webp", "WEBP"), (), 1,
+                "Image {image} is not a PNG, JPEG, GIF or BMP file"),
+    "PR_tif": (None, _pillow_file("pic.tif", "TIFF"), (), 1,
+               "Image {image} is not a PNG, JPEG, GIF or BMP file"),
+    "PR_tif_named_png": (None, _pillow_file("tiff.png", "TIFF"), (), 1,
+                         "Image {image} is not a PNG, JPEG, GIF or BMP file"),
     "P_trunc": (_truncate_variables, GREY, (), 1, "The SavedModel in {export} cannot be loaded"),
     "P_zero": (None, _file("empty.png", lambda: b""), (), 1,
                "Image {image} is not a PNG, JPEG, GIF or BMP file"),
@@ -280,3 +299,20 @@ def test_bad_input_ends_in_one_sentence_and_writes_nothing(case, exported, tmp_p
     assert err.startswith("predict.py: error: ")
     assert words.format(image=image, export=export) in err, err
     assert out == "" and list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["image", "inside export"])
+def test_output_is_never_an_input(target, exported, tmp_path, capsys):
+    """PR_out_is_input: --overwrite replaces an earlier table, never an image or the export."""
+    image = GREY(tmp_path)
+    output = image if target == "image" else exported[1] / "table.txt"
+    before = {path: path.read_bytes() for path in [image, *exported[1].rglob("*")]
+              if path.is_file()}
+    status, out, err = call(exported[1], image, "--overwrite", "--output", output,
+                            capsys=capsys)
+    assert (status, out) == (2, "")
+    assert err == (f"predict.py: error: --output {output} would write into "
+                   f"{image if target == 'image' else exported[1]}, which this command reads; "
+                   "choose another path.\n")
+    assert {path: path.read_bytes() for path in [image, *exported[1].rglob("*")]
+            if path.is_file()} == before

@@ -81,7 +81,8 @@ def test_bad_input_ends_in_one_sentence_and_writes_nothing(problem, tmp_path, ca
     elif problem == "bad augment":
         args, words = [*args, "--augment", "wild"], "'wild'"
     else:
-        args, words = [*args, "--image-size", "0"], "--image-size must be between 4 and 1024"
+        args = [*args, "--image-size", "0"]
+        words = "--image-size must be a whole number from 4 to 1024, got 0"
     before = sorted(tmp_path.rglob("*"))
     code, out, err = call(*args, "--output", output, capsys=capsys)
     assert code == status and out == ""

@@ -25,6 +25,7 @@ file and the cell, raised before anything is trained or written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -110,7 +111,8 @@ def load_grid(
     if seed_budget_minutes is not None:
         budget = seed_budget_minutes
     if not _is_number(budget) or budget < 0:
-        raise ConfigError(f"{where}: seed_budget_minutes must be a number >= 0, got {budget!r}.")
+        raise ConfigError(
+            f"{where}: seed_budget_minutes must be a finite number >= 0, got {budget!r}.")
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ConfigError(f"{where}: defaults must be an object of RunConfig fields.")
@@ -127,11 +129,8 @@ def load_grid(
     if duplicate:
         raise ConfigError(f"{where}: the cell name {duplicate!r} appears twice.")
     for cell in built:
-        if cell.data_scale_of is not None and cell.data_scale_of not in names:
-            raise ConfigError(
-                f"{where}, cell {cell.name!r}: data_scale_of names {cell.data_scale_of!r}, "
-                "which is not a cell of this grid."
-            )
+        if cell.data_scale_of is not None:
+            _check_data_scale(cell, dict(zip(names, built, strict=True)), where)
     if seeds is not None:
         _positive_int(seeds, "--seeds", "The command line")
         built = [dataclasses.replace(cell, seeds=seeds) for cell in built]
@@ -195,6 +194,20 @@ def _build_cell(entry, position, defaults, overrides, grid_seeds, where) -> Cell
     return Cell(name, note, config, seeds, scale_of)
 
 
+def _check_data_scale(cell: Cell, cells: dict[str, Cell], where: str) -> None:
+    """The report reads a data-scale cell as a smaller-data copy of its base, which it plots at
+    the whole split: so the base must be another cell, on the whole split, and this one on less."""
+    where, base = f"{where}, cell {cell.name!r}", cells.get(cell.data_scale_of)
+    if base is None:
+        raise ConfigError(f"{where}: data_scale_of names {cell.data_scale_of!r}, which is not a "
+                          "cell of this grid.")
+    if base.data_scale_of is not None or base.config.train_fraction != 1.0:
+        raise ConfigError(f"{where}: data_scale_of must name another cell that trains on the "
+                          f"whole split, got {cell.data_scale_of!r}.")
+    if cell.config.train_fraction == 1.0:
+        raise ConfigError(f"{where}: a data_scale_of cell needs a train_fraction below 1.")
+
+
 def _check_fields(fields: dict, where: str) -> None:
     unknown = sorted(set(fields) - set(_CONFIG_FIELDS))
     if unknown:
@@ -216,7 +229,8 @@ def _no_unknown(values: dict, known, where: str) -> None:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 def _positive_int(value, name: str, where: str) -> int:

@@ -10,16 +10,17 @@ trained again. Exit status 1 when a run failed (it is in the report), 2 for a ba
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
-from keras_cnns.commands.cli import OneLineParser, user_errors
+from keras_cnns.commands.cli import OneLineParser, integer, number, user_errors
 
-# Flags that set a RunConfig field of every cell, with their types.
+# Flags that set a RunConfig field of every cell, with their types (RunConfig checks the rest).
 _CELL_OVERRIDES = {
     "dataset": str,
     "data_dir": str,
-    "epochs": int,
-    "image_size": int,
+    "epochs": integer(1),
+    "image_size": integer(1),
     "strategy": str,
     "mixed_precision": str,
     "deterministic": bool,
@@ -53,13 +54,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "(digits, 2 epochs, 1 seed, no data-scale axis)",
     )
     which.add_argument("--grid", metavar="FILE", help="a grid JSON file of your own")
-    parser.add_argument("--cells", metavar="A,B", help="run only these cells (comma-separated)")
+    parser.add_argument("--cells", metavar="A,B", type=_cell_names,
+                        help="run only these cells (comma-separated)")
     parser.add_argument(
-        "--seeds", type=int, metavar="N",
+        "--seeds", type=integer(1), metavar="N",
         help="seeds per cell (default: the grid's, 3 in the default grid)",
     )
     parser.add_argument(
-        "--seed-budget", type=float, metavar="MINUTES", dest="seed_budget",
+        "--seed-budget", type=number(0), metavar="MINUTES", dest="seed_budget",
         help="run a cell's further seeds only when its first run took less (default: the "
         "grid's, 10; 0: always)",
     )
@@ -87,8 +89,27 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def _cell_names(text: str) -> list[str]:
+    names = text.split(",")
+    if not all(name.strip() for name in names):
+        raise argparse.ArgumentTypeError(f"must be cell names separated by commas, got {text!r}")
+    return [name.strip() for name in names]
+
+
+def _check_output(parser, output: Path) -> None:
+    """Refuse an --output the results directory cannot be made at, before any run."""
+    existing = next(path for path in (output, *output.parents) if path.exists())
+    if not existing.is_dir():
+        parser.error(f"--output {output} must be a results directory, but {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        parser.error(f"--output {output} cannot be written: {existing} is not writable")
+
+
 def main(argv=None, prog: str = PROG) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if "output" in vars(args):
+        _check_output(parser, Path(args.output))
     logging.getLogger("tensorflow").addFilter(_NoRetracingWarnings())
     with user_errors(prog):
         from keras_cnns.ablation import (
@@ -102,13 +123,12 @@ def main(argv=None, prog: str = PROG) -> int:
 
         given = vars(args)
         path = given.get("grid") or preset_path(given.get("preset", "default"))
-        cells = [name for name in given.get("cells", "").split(",") if name] or None
         grid = load_grid(
             path,
             overrides={name: given[name] for name in _CELL_OVERRIDES if name in given},
             seeds=given.get("seeds"),
             seed_budget_minutes=given.get("seed_budget"),
-            cells=cells,
+            cells=given.get("cells"),
         )
         if "output" in given:
             output = Path(given["output"])

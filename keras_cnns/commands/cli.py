@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import math
 import os
 import re
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 # TensorFlow's native libraries log before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
 # cannot silence them: informational lines, and CUDA probes on machines without a GPU.
@@ -27,8 +29,79 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
 
     def error(self, message):
+        # A range error of `integer` or `number` reads "--seed must be ..." rather than
+        # argparse's "argument --seed: must be ...".
+        message = re.sub(r"^argument (\S+): must ", r"\1 must ", message)
         sentence = message[0].upper() + message[1:]
         self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
+
+
+SEEDS = (0, 2**32 - 1)  # what NumPy and TensorFlow accept as a seed
+
+
+def integer(low: int | None = None, high: int | None = None):
+    """An argparse `type=` for a whole number within `[low, high]` (None: unbounded).
+
+    A value outside is a usage error of one sentence naming the flag, e.g.
+    `--seed must be a whole number from 0 to 4294967295, got -1.`
+    """
+    wanted = "a whole number" + _bounds(low, high)
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+        return value
+
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, above: float | None = None,
+           finite: bool = True):
+    """An argparse `type=` for a float within `[low, high]`, and `> above` when given.
+
+    NaN is refused whatever the bounds (it compares false with all of them), and so are
+    infinities unless `finite=False`.
+    """
+    wanted = ("a finite number" if finite else "a number") + _bounds(low, high, above)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        inside = not math.isnan(value) and (math.isfinite(value) or not finite)
+        inside = inside and (low is None or value >= low) and (high is None or value <= high)
+        if not inside or (above is not None and not value > above):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text.strip()}")
+        return value
+
+    return parse
+
+
+def clashing_input(output, inputs) -> Path | None:
+    """The first of `inputs` that `output` is, or lies inside, once links are resolved: a
+    command must not write over what it reads. None when there is none."""
+    target = Path(os.path.realpath(output))
+    for given in filter(None, inputs):
+        source = Path(os.path.realpath(given))
+        if target == source or source in target.parents or (
+                target.exists() and source.exists() and os.path.samefile(target, source)):
+            return Path(given)
+    return None
+
+
+def _bounds(low, high, above=None) -> str:
+    if above is not None:
+        return f" above {above}" + (f" and at most {high}" if high is not None else "")
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" >= {low}"
+    return f" <= {high}" if high is not None else ""
 
 
 def note_writer(prog: str):

@@ -24,15 +24,26 @@ Torch conversions check themselves (both models' logits on one random batch, rel
 most 1e-5) and print the gap; ONNX is checked with onnxruntime against the SavedModel's
 probabilities on the export's stored test images; TFLite by the interpreter on them (float:
 probabilities within 1e-5; int8: accuracy within 1 point). Any failure is one sentence and
-exit 1.
+exit 1. A flag that the chosen --to (or SOURCE) does not use is refused with exit 2, never
+dropped, and so is an --output inside what the command reads.
 """
 
 import argparse
 from pathlib import Path
 
-from keras_cnns.commands.cli import user_errors
+from keras_cnns.commands.cli import clashing_input, integer, number, user_errors
 
 PROG = "convert.py"
+MAX_SIDE, MAX_CLASSES = 1024, 100_000
+# The --to targets each optional flag serves: given with any other, it is refused, not dropped.
+_ARCHITECTURE = ("like", "model", "input_shape", "num_classes", "model_kwargs")
+_USED_BY = {
+    "output": ("torch", "keras", "export"),
+    "replace": ("onnx", "tflite"),
+    "tflite_quantize": ("tflite",),
+    **dict.fromkeys(("mean", "std", "class_names"), ("export",)),
+    **dict.fromkeys(_ARCHITECTURE, ("keras", "export")),
+}
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -51,8 +62,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--like", type=Path,
                         help="--to keras: a .keras file or export with the same architecture")
     parser.add_argument("--model", help="--to keras/export from a .pt: a registry model name")
-    parser.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"))
-    parser.add_argument("--num-classes", type=int)
+    parser.add_argument("--input-shape", type=integer(1, MAX_SIDE), nargs=3,
+                        metavar=("H", "W", "C"))
+    parser.add_argument("--num-classes", type=integer(2, MAX_CLASSES))
     parser.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
                         help="--to keras: model options, e.g. dropout=0.5 width=0.5")
     parser.add_argument("--replace", action="store_true",
@@ -60,9 +72,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--tflite-quantize", choices=("none", "int8"), default="none",
                         help="--to tflite: none (float32) or int8 (full-integer, calibrated on "
                         "training images)")
-    parser.add_argument("--mean", type=float, nargs="+",
+    parser.add_argument("--mean", type=number(0, 1), nargs="+",
                         help="--to export: per-channel mean on the [0, 1] scale (1 or 3 values)")
-    parser.add_argument("--std", type=float, nargs="+",
+    parser.add_argument("--std", type=number(high=1, above=0), nargs="+",
                         help="--to export: per-channel std on the [0, 1] scale (1 or 3 values)")
     parser.add_argument("--class-names", type=Path, metavar="FILE",
                         help="--to export: a text file with one class name per line")
@@ -101,8 +113,11 @@ def main(argv=None, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     source = args.source
-    if args.tflite_quantize != "none" and args.to != "tflite":
-        parser.error(f"--tflite-quantize goes with --to tflite, not --to {args.to}")
+    _refuse_flags_it_cannot_honour(args, parser)
+    if args.output is not None and (clash := clashing_input(
+            args.output, [source, args.like, args.class_names])):
+        parser.error(f"--output {args.output} would write into {clash}, which this command "
+                     "reads; choose another path")
     with user_errors(prog):
         from keras_cnns.export import ExportError
 
@@ -150,6 +165,43 @@ def main(argv=None, prog: str = PROG) -> int:
             raise ExportError(str(error)) from None
 
 
+def _refuse_flags_it_cannot_honour(args, parser) -> None:
+    given = [name for name in _USED_BY if getattr(args, name) != parser.get_default(name)]
+    for name in given:
+        if args.to not in _USED_BY[name]:
+            into = (f" (--to {args.to} adds its file to the export SOURCE itself)"
+                    if name == "output" else "")
+            *others, last = _USED_BY[name]
+            targets = f"{', '.join(others)} or {last}" if others else last
+            parser.error(f"--{name.replace('_', '-')} goes with --to {targets}, not --to "
+                         f"{args.to}{into}")
+    architecture = [name for name in given if name in _ARCHITECTURE]
+    if architecture and args.source.suffix not in (".pt", ".pth"):
+        parser.error(f"--{architecture[0].replace('_', '-')} describes a .pt SOURCE; "
+                     f"{args.source} brings its own architecture")
+    if "like" in architecture and len(architecture) > 1:
+        parser.error(f"--like and --{architecture[1].replace('_', '-')} both say which model it "
+                     "is; give one")
+    if architecture and "model" not in architecture and "like" not in architecture:
+        parser.error(f"--{architecture[0].replace('_', '-')} goes with --model NAME")
+
+
+def _class_names(path: Path, parser) -> list[str]:
+    from keras_cnns.export.converted import read_class_names
+
+    try:
+        names = read_class_names(path)
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"--class-names {path} cannot be read ({error.strerror or error})")
+    for line, name in enumerate(names, 1):
+        if not name:
+            parser.error(f"--class-names {path} has an empty name on line {line}")
+        if names.index(name) < line - 1:
+            parser.error(f"--class-names {path} names {name!r} twice (lines "
+                         f"{names.index(name) + 1} and {line}); each class needs its own name")
+    return names
+
+
 def _tflite(args, parser) -> int:
     if not args.source.is_dir():
         parser.error("--to tflite takes an export directory (its TFLite graph includes the "
@@ -171,11 +223,12 @@ def _tflite(args, parser) -> int:
 def _export(args, parser) -> int:
     import tempfile
 
-    from keras_cnns.export.converted import export_converted, read_class_names
+    from keras_cnns.export.converted import export_converted
     from keras_cnns.reference.checkpoints import load_keras_model, torch_file_to_keras
 
     if not (args.mean and args.std and args.class_names):
         parser.error("--to export needs --mean, --std and --class-names FILE")
+    class_names = _class_names(args.class_names, parser)
     source, conversion = args.source, {"source": str(args.source)}
     stem = source.name if source.is_dir() else source.stem
     output = args.output or source.parent / f"{stem}-export"
@@ -186,7 +239,7 @@ def _export(args, parser) -> int:
             source = Path(tmp) / "m.keras"
         model = load_keras_model(source)
         export_converted(model, output, mean=args.mean, std=args.std,
-                         class_names=read_class_names(args.class_names), conversion=conversion)
+                         class_names=class_names, conversion=conversion)
     gap = conversion.get("logits_gap")
     print(f"wrote {output}" + (f"; PyTorch vs Keras logits gap {gap:.2e}" if gap is not None
                                else ""))

@@ -13,8 +13,9 @@ JSON, and for CSV on stdout when --output holds the CSV (else on stderr).
 An unreadable image, or one whose header declares more than --max-pixels pixels (a possible
 decompression bomb), is reported on stderr, one line per file, and the run goes on.
 Exit status: 0 when every image was classified, 1 when some could not be (or the export is
-broken), 2 for a bad option. --output is never overwritten unless --overwrite is given, and
-nothing is written when no image could be classified.
+broken), 2 for a bad option. --output is never overwritten unless --overwrite is given, never
+one of the images or inside the export, and nothing is written when no image could be
+classified.
 """
 
 import argparse
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 
 from keras_cnns import files
-from keras_cnns.commands.cli import OneLineParser
+from keras_cnns.commands.cli import OneLineParser, clashing_input, integer
 from keras_cnns.serving import prediction  # TensorFlow only; no Keras
 
 PROG = "predict.py"
@@ -39,21 +40,18 @@ def parse_args(argv, prog: str = PROG):
     parser.add_argument("export", type=Path, help="the export directory")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (recursive) or quoted glob patterns")
-    parser.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    parser.add_argument("--top-k", type=integer(1), default=3,
+                        help="classes per image (default 3)")
     parser.add_argument("--format", default="table", choices=FORMATS,
                         help="output format (default table)")
     parser.add_argument("--output", type=Path, help="write the output here instead of stdout")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--batch-size", type=int, default=64,
+    parser.add_argument("--batch-size", type=integer(1), default=64,
                         help="images per call of the signature (default 64)")
-    parser.add_argument("--max-pixels", type=int, default=prediction.DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=integer(1), default=prediction.DEFAULT_MAX_PIXELS,
                         help="refuse images whose header declares more pixels (default "
                              f"{prediction.DEFAULT_MAX_PIXELS:,}, Pillow's limit)")
     args = parser.parse_args(argv)
-    for name in ("top_k", "batch_size", "max_pixels"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got "
-                         f"{getattr(args, name)}")
     if args.output is not None:
         if args.output.is_dir():
             parser.error(f"--output {args.output} is a folder; give a file name")
@@ -131,6 +129,12 @@ def main(argv=None, prog: str = PROG) -> int:
     try:
         names = prediction.read_class_names(args.export)
         items, problems = prediction.collect_images(args.inputs, names)
+        clash = args.output and clashing_input(args.output, [args.export,
+                                                             *(item.path for item in items)])
+        if clash:
+            sys.stderr.write(f"{prog}: error: --output {args.output} would write into {clash}, "
+                             "which this command reads; choose another path.\n")
+            return 2
         for problem in problems:
             report(problem)
         if not items:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from keras_cnns import files
-from keras_cnns.commands.cli import OneLineParser, user_errors
+from keras_cnns.commands.cli import SEEDS, OneLineParser, clashing_input, integer, user_errors
 
 PROG = "preview_data.py"
 
@@ -29,19 +29,22 @@ def parse_args(argv, prog: str = PROG):
     parser.add_argument("--data-dir", help="where the data set's files are")
     parser.add_argument("--augment", default="light", choices=list_augment_policies(),
                         help="augmentation policy (default light)")
-    parser.add_argument("--image-size", type=int,
+    parser.add_argument("--image-size", type=integer(4, 1024),
                         help="side of the square input (default: the data set's own)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffling and augmentation seed")
+    parser.add_argument("--seed", type=integer(*SEEDS), default=0,
+                        help="shuffling and augmentation seed")
     parser.add_argument("--output", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
     output = args.output
-    if args.image_size is not None and not 4 <= args.image_size <= 1024:
-        parser.error(f"--image-size must be between 4 and 1024, got {args.image_size}")
     if output.suffix.lower() != ".png":
         parser.error(f"--output must name a .png file, got {output}")
     if output.is_dir():
         parser.error(f"--output {output} is a folder; give a file name")
+    if args.data_dir and clashing_input(output, [args.data_dir]):
+        # A PNG written into an image folder would become one of its training images.
+        parser.error(f"--output {output} would write into --data-dir {args.data_dir}, which "
+                     "this command reads; choose another path")
     if output.exists() and not args.overwrite:
         parser.error(f"--output {output} exists; pass --overwrite to replace it")
     if not output.parent.is_dir():

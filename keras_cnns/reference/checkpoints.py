@@ -115,11 +115,13 @@ def read_state_dict(path: str | Path) -> dict:
 
 
 def spec_from_state_dict(
-    name: str, state: dict, *, input_shape=None, options: dict | None = None
+    name: str, state: dict, *, input_shape=None, num_classes: int | None = None,
+    options: dict | None = None,
 ) -> dict[str, Any]:
     """The `build_reference` arguments of a registry model that `state` fits: the input
     channels from the first convolution's weight, the classes from the last layer's bias, and
-    `input_shape` `(H, W)` or `(H, W, C)` (default: 224x224, or the model's smallest input)."""
+    `input_shape` `(H, W)` or `(H, W, C)` (default: 224x224, or the model's smallest input).
+    A `num_classes` or channel count given that the weights do not hold is a ConversionError."""
     from keras_cnns.models import get_model_entry
 
     entry = get_model_entry(name)
@@ -141,8 +143,37 @@ def spec_from_state_dict(
             f"--input-shape says {input_shape[2]} channels; the checkpoint's first layer "
             f"takes {channels}."
         )
+    if num_classes is not None and int(num_classes) != classes:
+        raise ConversionError(
+            f"--num-classes says {num_classes}; the checkpoint's last layer has {classes} "
+            "classes."
+        )
     return {"name": name, "input_shape": [int(height), int(width), channels],
             "num_classes": classes, "options": options}
+
+
+def read_spec(sidecar: Path) -> dict[str, Any]:
+    """The `reference` of a sidecar that `keras_to_torch_file` wrote, its schema checked."""
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConversionError(f"{sidecar} is not readable JSON ({error}).") from None
+    spec = record.get("reference") if isinstance(record, dict) else None
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            and isinstance(shape, list) and len(shape) == 3
+            and all(_whole(side) for side in shape) and _whole(spec.get("num_classes"))
+            and isinstance(spec.get("options", {}), dict)):
+        raise ConversionError(
+            f"{sidecar} does not hold a reference spec ({{\"reference\": {{\"name\", "
+            "\"input_shape\": [H, W, C], \"num_classes\", \"options\"}}), as convert.py "
+            "writes it."
+        )
+    return spec
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def torch_file_to_keras(
@@ -165,13 +196,14 @@ def torch_file_to_keras(
                 f"{state_dict_file} has no {sidecar.name} beside it; say which model it is "
                 "(--like, or --model with --input-shape and --num-classes)."
             )
-        spec = json.loads(sidecar.read_text())["reference"]
+        spec = read_spec(sidecar)
     output = _fresh(Path(output), "Output")
     if output.suffix != ".keras":
         raise ConversionError(f"Keras models are saved as .keras files, not {output.name}.")
     state = read_state_dict(state_dict_file)
     if spec.get("input_shape") is None or spec.get("num_classes") is None:
         spec = spec_from_state_dict(spec["name"], state, input_shape=spec.get("input_shape"),
+                                    num_classes=spec.get("num_classes"),
                                     options=spec.get("options"))
     options = dict(spec.get("options") or {})
     shape, classes = tuple(spec["input_shape"]), int(spec["num_classes"])

@@ -30,6 +30,9 @@ from keras_cnns.serving.verify import read_manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 FORMATS = "PNG, JPEG, GIF or BMP"
+# Pillow's decoders for FORMATS, by content rather than name; any other format (WebP, TIFF,
+# ...) is refused like an unreadable file, and its decoder never sees the bytes.
+_DECODERS = ("PNG", "JPEG", "GIF", "BMP")
 # Pillow's own bound (89,478,485 pixels, about 0.25 GB as RGB); larger headers are refused.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 # As the folder source (keras_cnns.data.sources): these modes become one channel, others RGB.
@@ -175,7 +178,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             # that names the file, its size and the limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None
-            with Image.open(path) as image:  # reads the header only
+            with Image.open(path, formats=_DECODERS) as image:  # reads the header
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageError(
