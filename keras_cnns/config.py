@@ -28,6 +28,8 @@ PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_qua
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
+# What NumPy and TensorFlow accept as a seed.
+MAX_SEED = 2**32 - 1
 # Sources that read no files: a --data-dir beside them would be ignored, yet recorded.
 SOURCES_WITHOUT_FILES = ("digits", "synthetic")
 
@@ -120,6 +122,15 @@ class RunConfig:
             filled["warmup_epochs"] = warmup * epochs / recipe.get("epochs", epochs + warmup)
         return dataclasses.replace(self, **filled)
 
+    def derived_fields(self) -> tuple[str, ...]:
+        """The fields holding what `resolve()` derives from the others (a recipe's warmup,
+        scaled to fit `epochs`): a config read back from a file re-derives them when a flag
+        changes what they follow, as `--config best.json --epochs 1` shortens the warmup."""
+        if self.warmup_epochs is None:
+            return ()
+        derived = dataclasses.replace(self, warmup_epochs=None).resolve().warmup_epochs
+        return ("warmup_epochs",) if derived == self.warmup_epochs else ()
+
     def is_resolved(self) -> bool:
         """Whether `resolve()` has nothing left to fill (it would return this config).
 
@@ -194,12 +205,14 @@ def _validate(config: RunConfig) -> None:
         if value is not None and value not in choices:
             fail(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
-    def check_int(name, low):
+    def check_int(name, low, high=None):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             fail(f"{name} must be an integer, got {value!r}.")
         if value is not None and value < low:
             fail(f"{name} must be at least {low}, got {value}.")
+        if value is not None and high is not None and value > high:
+            fail(f"{name} must be at most {high}, got {value}.")
 
     def check_float(name, low, high, *, low_open=False, high_open=True):
         value = getattr(config, name)
@@ -239,11 +252,9 @@ def _validate(config: RunConfig) -> None:
     check_int("image_size", 1)
     if config.image_size is not None and config.image_size < entry.min_image_size:
         fail(f"{config.model} needs image_size >= {entry.min_image_size}, got {config.image_size}.")
-    check_int("epochs", 1)
-    if config.epochs is not None and config.epochs > MAX_EPOCHS:
-        fail(f"epochs must be at most {MAX_EPOCHS}, got {config.epochs}.")
+    check_int("epochs", 1, MAX_EPOCHS)
     check_int("batch_size", 1)
-    check_int("seed", 0)
+    check_int("seed", 0, MAX_SEED)
     check_int("steps_per_execution", 0)
     check_int("batch_shards", 0)
     check_int("early_stopping", 0)
@@ -265,7 +276,8 @@ def _validate(config: RunConfig) -> None:
         and config.warmup_epochs is not None
         and config.warmup_epochs >= config.epochs
     ):
-        fail(f"warmup_epochs ({config.warmup_epochs}) must be below epochs ({config.epochs}).")
+        fail(f"warmup_epochs ({config.warmup_epochs}) must be below epochs ({config.epochs}); "
+             "lower --warmup-epochs.")
     if not isinstance(config.model_kwargs, dict):
         fail(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
     misplaced = sorted(set(config.model_kwargs) & {"dropout", "width"})

@@ -170,11 +170,26 @@ def test_parity_report(tmp_path):
     assert "All 10 gaps are at most 1e-05" in proc.stdout
 
 
-def test_single_device_strategy_under_tensorflow_is_tf_distribute():
-    from keras_cnns.training.strategy import SingleDevice, backend_note, make_strategy
+def test_other_backends_get_a_stand_in_that_the_trainer_treats_as_the_default(monkeypatch):
+    """Under JAX or torch, make_strategy returns SingleDevice: the trainer's strategy helpers must
+    answer for it exactly as for TensorFlow's default strategy."""
+    from keras_cnns.training.strategy import (
+        SingleDevice,
+        backend_note,
+        check_global_batch,
+        is_chief,
+        make_strategy,
+    )
 
     assert backend_note("mirrored", True) is None  # TensorFlow: nothing to say
-    strategy, kind = make_strategy("default")
-    assert kind == "default" and isinstance(strategy, tf.distribute.Strategy)
-    with SingleDevice().scope():
-        assert SingleDevice.num_replicas_in_sync == 1
+    default, kind = make_strategy("default")
+    assert kind == "default" and isinstance(default, tf.distribute.Strategy)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    stand_in, kind = make_strategy("mirrored")
+    assert kind == "default" and isinstance(stand_in, SingleDevice)
+    assert "(--strategy mirrored ignored)" in backend_note("mirrored")
+    for strategy in (default, stand_in):
+        assert is_chief(strategy), strategy
+        assert check_global_batch(7, strategy) == 7, strategy
+        with strategy.scope():
+            assert not tf.distribute.has_strategy(), strategy  # nothing mirrors the variables

@@ -96,6 +96,25 @@ def test_resolved_means_resolve_has_nothing_left_to_fill():
         ("label_smoothing", -0.1, "label_smoothing must be in"),
         ("model_kwargs", {"pooling": "max"}, "has no option 'pooling'"),
         ("model_kwargs", {"width": 2}, "Set width with its own flag"),
+        # Every numeric field's range, checked before any work starts.
+        ("seed", 2**32, "seed must be at most 4294967295, got 4294967296"),
+        ("seed", 2**64, "seed must be at most 4294967295"),
+        ("epochs", 100_001, "epochs must be at most 100000"),
+        ("image_size", -1, "image_size must be at least 1"),
+        ("batch_size", 0, "batch_size must be at least 1"),
+        ("lr", float("inf"), "lr must be a finite number, got inf"),
+        ("momentum", 1.0, "momentum must be in [0.0, 1.0)"),
+        ("momentum", float("nan"), "momentum must be a finite number"),
+        ("weight_decay", -1e-4, "weight_decay must be in [0.0, inf)"),
+        ("label_smoothing", 1.0, "label_smoothing must be in [0.0, 1.0)"),
+        ("dropout", -0.1, "dropout must be in [0.0, 1.0)"),
+        ("width", float("inf"), "width must be a finite number"),
+        ("warmup_epochs", -1.0, "warmup_epochs must be in [0.0, inf)"),
+        ("train_fraction", 0.0, "train_fraction must be in (0.0, 1.0]"),
+        ("train_fraction", 1.5, "train_fraction must be in (0.0, 1.0]"),
+        ("steps_per_execution", -1, "steps_per_execution must be at least 0"),
+        ("batch_shards", -2, "batch_shards must be at least 0"),
+        ("early_stopping", -1, "early_stopping must be at least 0"),
     ],
 )
 def test_bad_values_are_one_sentence(field, value, fragment):
@@ -207,3 +226,41 @@ def test_preflight_refuses_a_run_larger_than_memory_with_its_estimate(monkeypatc
     monkeypatch.setattr(preflight, "machine_memory", lambda: needed)
     preflight.check_run(config)
     assert not any(tmp_path.iterdir())  # the probes left nothing behind
+
+
+def test_the_largest_seed_is_accepted():
+    assert RunConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def _best_json(tmp_path, model="lenet"):
+    """A tuner's best.json: a resolved config, the recipe's warmup included."""
+    path = tmp_path / "best.json"
+    config = RunConfig(model=model, dropout=0.1).resolve()
+    path.write_text(json.dumps({"config": config.to_dict(), "search": {"trial": "0"}}))
+    return path, config
+
+
+@pytest.mark.parametrize("extra", [[], ["--lr", "0.01"], ["--batch-size", "32"]])
+def test_a_files_derived_warmup_follows_a_shorter_epochs_flag(tmp_path, extra):
+    path, recorded = _best_json(tmp_path)
+    assert recorded.derived_fields() == ("warmup_epochs",)
+    args = build_parser().parse_args(["--config", str(path), "--epochs", "1", *extra])
+    config = config_from_args(args).resolve()
+    without_file = config_from_args(build_parser().parse_args(
+        ["--model", "lenet", "--dropout", "0.1", "--epochs", "1", *extra])).resolve()
+    assert config == without_file  # as --model does: the file's recipe values yield
+    assert 0 < config.warmup_epochs < 1 and config.dropout == 0.1
+    # Unchanged epochs re-derive the recorded value.
+    args = build_parser().parse_args(["--config", str(path)])
+    assert config_from_args(args).resolve() == dataclasses.replace(recorded, output=None)
+
+
+def test_a_warmup_the_user_chose_is_kept_and_a_clash_names_the_flag(tmp_path):
+    path = tmp_path / "run.json"
+    RunConfig(model="lenet", epochs=10, warmup_epochs=3.0).resolve().to_json(path)
+    assert RunConfig.from_json(path).derived_fields() == ()
+    args = build_parser().parse_args(["--config", str(path), "--epochs", "5"])
+    assert config_from_args(args).resolve().warmup_epochs == 3.0
+    args = build_parser().parse_args(["--config", str(path), "--epochs", "2"])
+    with pytest.raises(ConfigError, match=r"must be below epochs \(2\); lower --warmup-epochs"):
+        config_from_args(args)

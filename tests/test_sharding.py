@@ -51,15 +51,35 @@ def test_a_sharded_step_is_the_whole_batch_step(shards):
     assert moved > 1e-3  # the steps changed the weights: the comparison is not of two no-ops
 
 
+def _recording_predictions(model, batch):
+    """A variable that holds the predictions of `model`'s last training step."""
+    import tensorflow as tf
+
+    seen = tf.Variable(tf.zeros((batch, 10)))
+    compute_metrics = model.compute_metrics
+
+    def recording(x, y, y_pred, sample_weight=None):
+        seen.assign(tf.cast(y_pred, seen.dtype))
+        return compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    model.compute_metrics = recording
+    return seen
+
+
 def test_sharded_dropout_steps_are_reproducible():
     """Each shard draws its own masks from the model's seed generator, in a fixed order."""
-    images, labels = _batch(8, size=64)
+    images, labels = _batch(4, size=64)
+    images, labels = np.concatenate([images, images]), np.concatenate([labels, labels])
     runs = []
     for _ in range(2):
         _, split = _pair("alexnet", size=64, dropout=0.5)
+        seen = _recording_predictions(split, len(images))
         keras.utils.set_random_seed(3)
         split.train_on_batch(images, labels)
         runs.append(split.get_weights())
+        first_shard, second_shard = np.split(seen.numpy(), 2)
+        assert np.abs(first_shard).max() > 0  # the recording saw the step's predictions
+        assert not np.allclose(first_shard, second_shard)  # same images, other masks
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(np.isfinite(w).all() for w in runs[0])

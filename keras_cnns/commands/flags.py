@@ -146,6 +146,7 @@ def config_from_args(args: argparse.Namespace, note=_write_note) -> RunConfig:
 
     A `--model` other than the config file's drops the file's recipe values and model options
     (they were chosen for the other model); `note` gets one sentence naming what was dropped.
+    Values the file's recipe derived (`RunConfig.derived_fields`) are derived again.
     """
     given = {key: value for key, value in vars(args).items() if key in _field_names()}
     if "model_kwargs" in given:
@@ -156,6 +157,8 @@ def config_from_args(args: argparse.Namespace, note=_write_note) -> RunConfig:
     # Where the recorded run lived is not part of what it computed: a re-run from its config
     # (or its export's manifest) gets its own run directory and export path.
     values.update(output=None, resume=None)
+    # What the file's recipe derived (its warmup) follows the flags given now, as with --model.
+    values.update(dict.fromkeys(base.derived_fields()))
     if config_file and "dataset" in given and given["dataset"] != base.dataset:
         # The file's data directory held the file's data set, not the one named now.
         values["data_dir"] = None
