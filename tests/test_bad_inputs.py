@@ -268,6 +268,19 @@ CASES = [
          "early_stopping must be at least 0, got -1"),
     Case("new_warmup_nan", "train", TRAIN + "--warmup-epochs nan", 2,
          "warmup_epochs must be a finite number, got nan"),
+    Case("PS_steps0", "profile_step", "--model lenet --image-size 28 --batch-size 8 --steps 0 "
+         "--json {tmp}/o.json", 2, "--steps must be a whole number >= 1, got 0"),
+    Case("BM_repeats0", "benchmark", "--model lenet --image-size 28 --batch-size 8 --steps 1 "
+         "--repeats 0 --cases pipeline --json {tmp}/o.json", 2,
+         "--repeats must be a whole number >= 1, got 0"),
+    Case("P1d_aug", "benchmark", "--model lenet --image-size 28 --steps 2 --epochs 1 --repeats 1 "
+         "--cases ours_train,torch_cl --batch-size 16 --augment nope --json {tmp}/o.json", 2,
+         "augment must be one of"),
+    Case("P1d_ds", "benchmark", "--model lenet --image-size 28 --steps 2 --epochs 1 --repeats 1 "
+         "--cases ours_train,pipeline --batch-size 16 --dataset folder --json {tmp}/o.json", 1,
+         "The folder source needs --data-dir"),
+    Case("new_idx_as_cifar10", "train", ONE + "--dataset cifar10 --data-dir {fx}/idx_good", 1,
+         "--dataset cifar10 is not an IDX data set, but --data-dir {fx}/idx_good holds IDX"),
     Case("AB_out_file", "ablate", "--preset quick --cells lenet-classic --epochs 1 "
          "--output {file}", 2, "--output {file} must be a results directory"),
 ]

@@ -97,6 +97,44 @@ def test_failed_cases_are_left_out_not_zeroed():
     assert "ours_train" not in report["cases"] and report["ratios"] == {}
 
 
+def test_latency_is_the_median_repeats_not_the_last():
+    """The docs once quoted 5.44 ms, the last repeat's latency, beside the median rate."""
+    runs = {"ours_infer_b1": [result("ours_infer_b1", rate, latency_ms=1000 / rate)
+                              for rate in (186, 190, 184)]}
+    report = summarise(runs, ARGS)
+    assert report["cases"]["ours_infer_b1"]["latency_ms"] == 1000 / 186
+    table = format_table(report)
+    assert "| ours_infer_b1 | 186.0 img/s (5.38 ms) |" in table
+    assert "| median rate (median b1 latency) |" in table
+
+
+def test_a_failed_case_fails_the_command_and_no_empty_report_is_written(tmp_path, monkeypatch):
+    from keras_cnns.commands import benchmark as command
+    from keras_cnns.machine import BackendProcessError
+    from keras_cnns.measure import throughput
+
+    def run(function, kwargs, **_):
+        case = kwargs["settings"]["case"]
+        if case == "torch_cl":
+            raise BackendProcessError("The torch_cl case failed.", "No module named 'torch'")
+        return result(case, 100.0), ""
+
+    monkeypatch.setattr(throughput.child, "run", run)
+    monkeypatch.setattr(throughput, "isa_facts", lambda isa: {
+        "class": "avx2", "emulated": None, "cpu_isa": ["avx2"]})
+    argv = ["--model", "lenet", "--image-size", "28", "--steps", "1", "--repeats", "2"]
+    with pytest.raises(SystemExit) as refused:
+        command.main([*argv, "--cases", "pipeline,torch_cl", "--json", str(tmp_path / "a.json")])
+    assert "torch_cl failed (torch_cl: No module named 'torch')" in str(refused.value.code)
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert set(report["cases"]) == {"pipeline"}
+    assert report["failed"] == {"torch_cl": ["No module named 'torch'"] * 2}
+    assert "torch_cl: 2 of 2 runs failed" in report["table"]
+    with pytest.raises(SystemExit, match="every case failed"):
+        command.main([*argv, "--cases", "torch_cl", "--json", str(tmp_path / "b.json")])
+    assert not (tmp_path / "b.json").exists()
+
+
 @pytest.mark.slow
 def test_benchmark_script_runs_every_kind_of_case(tmp_path):
     require("torch")  # the torch_nchw case

@@ -171,3 +171,31 @@ def test_folder_errors(tmp_path):
     with pytest.raises(DataError, match="not a readable") as err:
         load_source("folder", str(tmp_path / "c"))
     assert one_sentence(str(err.value))
+
+
+@pytest.mark.parametrize("name, folder", [("cifar10", "."), ("cifar10", "cifar10"),
+                                          ("cifar100/coarse", "."), ("my_tfds_set", ".")])
+def test_idx_files_do_not_train_under_a_name_they_are_not(tmp_path, name, folder):
+    """The IDX files in --data-dir (directly or in a <name> subfolder) once trained as
+    Fashion-MNIST under whatever --dataset said."""
+    from test_data_idx import write_mnist_like
+
+    from keras_cnns.data.sources import check_source
+
+    write_mnist_like(tmp_path / folder, gz=False)
+    with pytest.raises(DataError, match="is not an IDX data set") as refused:
+        load_source(name, data_dir=str(tmp_path))
+    assert one_sentence(str(refused.value)), refused.value
+    if folder == ".":
+        for idx_name in ("idx", "mnist", "fashion-mnist", "emnist"):
+            assert check_source(idx_name, str(tmp_path)) == idx_name.replace("-", "_")
+
+
+def test_sources_that_need_files_are_refused_before_any_is_read(tmp_path):
+    from keras_cnns.data.sources import check_source
+
+    for name, says in (("folder", "class subfolders"), ("idx", "IDX files")):
+        with pytest.raises(DataError, match=says):
+            check_source(name, None)
+    with pytest.raises(DataError, match="IDX files"):
+        check_source("idx", str(tmp_path))

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from keras_cnns.commands.cli import OneLineParser, user_errors
+from keras_cnns.commands.cli import OneLineParser, integer, user_errors
 
 PROG = "benchmark.py"
 
@@ -23,19 +23,19 @@ def build_parser(prog: str = PROG) -> OneLineParser:
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=default_model(), choices=list_models())
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=integer(1), default=96)
+    parser.add_argument("--batch-size", type=integer(1), default=128)
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--data-dir")
-    parser.add_argument("--steps", type=int,
+    parser.add_argument("--steps", type=integer(1),
                         help=f"steps per timed epoch (default: about {EPOCH_FLOPS:.1e} training "
                         f"FLOPs, {MIN_STEPS} to 150 steps)")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=integer(1), default=2, help="timed epochs per run")
+    parser.add_argument("--repeats", type=integer(1), default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--steps-per-execution", type=int)
-    parser.add_argument("--batch-shards", type=int,
+    parser.add_argument("--steps-per-execution", type=integer(0))
+    parser.add_argument("--batch-shards", type=integer(0),
                         help="the trainer's batch shards in our training cases (default: its "
                         "automatic choice)")
     parser.add_argument("--mixed-precision")
@@ -60,13 +60,25 @@ def main(argv=None, prog: str = PROG) -> int:
         from keras_cnns import files
         from keras_cnns.measure import throughput
 
-        if args.batch_shards is not None:
-            throughput.check_shards(args)
+        throughput.check_settings(args)
         report = throughput.benchmark(args)
         print()
         print(report["table"])
+        failed = report["failed"]
+        if not report["cases"]:
+            # An empty report would only stand where an earlier good one may have been.
+            raise SystemExit(f"{prog}: error: every case failed ({_first_failure(failed)}); "
+                             "no report written.")
         path = Path(args.json or f"runs/benchmarks/{args.model}-{args.image_size}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_text(path, json.dumps(report, indent=2) + "\n")
         print(f"\nreport: {path}")
+        if failed:
+            raise SystemExit(f"{prog}: error: {', '.join(failed)} failed "
+                             f"({_first_failure(failed)}); the report at {path} leaves them out.")
     return 0
+
+
+def _first_failure(failed: dict) -> str:
+    case, reasons = next(iter(failed.items()))
+    return f"{case}: {reasons[0].rstrip('.')}"

@@ -7,7 +7,7 @@ into the same categories on both sides, and prints them with the bound on what f
 work on our side could buy (keras_cnns/measure/profiling.py says how).
 """
 
-from keras_cnns.commands.cli import OneLineParser, user_errors
+from keras_cnns.commands.cli import OneLineParser, integer, user_errors
 
 PROG = "profile_step.py"
 
@@ -18,10 +18,10 @@ def build_parser(prog: str = PROG) -> OneLineParser:
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=default_model(), choices=list_models())
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=integer(1), default=96)
+    parser.add_argument("--batch-size", type=integer(1), default=128)
     parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--steps", type=int,
+    parser.add_argument("--steps", type=integer(1),
                         help="traced steps (default: from the model's FLOPs, 10 to 100)")
     parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
                         help="PyTorch memory format: nchw (the seed's code) or cl")
@@ -29,7 +29,7 @@ def build_parser(prog: str = PROG) -> OneLineParser:
     parser.add_argument("--input", choices=("pipeline", "constant"), default="pipeline",
                         help="our side's input: train.py's pipeline (default), or its first "
                         "batch repeated, as the PyTorch side trains on one in-memory batch")
-    parser.add_argument("--batch-shards", type=int, default=1,
+    parser.add_argument("--batch-shards", type=integer(0), default=1,
                         help="our side's batch shards (training/sharding.py). The default, 1, "
                         "profiles the step in one piece, so that its op times add up to the "
                         "step and its kernels have PyTorch's shapes; the trainer's automatic "
@@ -51,9 +51,9 @@ def main(argv=None, prog: str = PROG) -> int:
 
         from keras_cnns import files
         from keras_cnns.measure import profiling
-        from keras_cnns.measure.throughput import check_shards
+        from keras_cnns.measure.throughput import check_settings
 
-        check_shards(args)
+        check_settings(args)
         try:
             report = profiling.profile(args)
         except profiling.ProfileSideError as error:

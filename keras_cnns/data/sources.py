@@ -37,6 +37,8 @@ IDX_CLASS_NAMES = {
     "fashion_mnist": FASHION_CLASSES,
     "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 }
+# The data sets published as IDX files: only these read a --data-dir of IDX files.
+IDX_DATASETS = frozenset({"idx", "emnist", *IDX_CLASS_NAMES})
 # Mirroring changes what a character or digit means; clothes and photos survive it.
 NO_FLIP = frozenset({"digits", "mnist", "kmnist", "emnist", "binarized_mnist", "svhn_cropped",
                      "omniglot", "idx"})
@@ -64,12 +66,7 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
     (0.1), `split_seed` (only with `seed_independent_split=False`), `download` (TFDS, False),
     `image_size` (folder/TFDS: resize on load), `channels` (folder), and the synthetic options.
     """
-    key = (name or "digits").strip().lower().replace("-", "_")
-    if not _PLAIN_NAME.match(key):
-        raise DataError(
-            f"Dataset name {name!r} is not a plain name (letters, digits and underscores, "
-            "optionally /config and :version or namespace:name)."
-        )
+    key = check_source(name, data_dir)
     flip = options.pop("allow_horizontal_flip", None)
     val_frac = float(options.pop("validation_fraction", 0.1))
     if not 0.0 < val_frac < 1.0:
@@ -80,10 +77,6 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
         split_seed = SPLIT_SEED
     else:
         split_seed = int(options.pop("split_seed", 0))
-    if data_dir is not None and not Path(data_dir).is_dir():
-        if Path(data_dir).exists():
-            raise DataError(f"The data directory {data_dir} is a file, not a directory.")
-        raise DataError(f"The data directory {data_dir} does not exist.")
 
     if key == "digits":
         _check_options(key, options, ())
@@ -93,16 +86,12 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
                                       "validation_size", "test_size", "seed"))
         return _synthetic(flip=flip, **options)
     elif key == "folder":
-        if data_dir is None:
-            raise DataError("The folder source needs --data-dir pointing at class subfolders.")
         _check_options(key, options, ("image_size", "channels"))
         splits, classes = _folder(Path(data_dir), split_seed, **options)
         label = f"folder:{Path(data_dir).resolve().name}"
     else:
         idx_dir = _idx_dir(Path(data_dir), key) if data_dir is not None else None
-        if key == "idx" or idx_dir is not None:
-            if idx_dir is None:
-                raise DataError("The idx source needs --data-dir pointing at IDX files.")
+        if idx_dir is not None:
             _check_options(key, options, ())
             splits = idx.load_idx_dir(idx_dir)
             classes = _idx_classes(key, idx_dir, splits)
@@ -119,6 +108,35 @@ def load_source(name: str = "digits", data_dir: str | None = None, *,
         base = key.split("/")[0]
         flip = False if base in NO_FLIP else (base in FLIP or channels == 3)
     return make_source(label, splits, classes, allow_horizontal_flip=flip)
+
+
+def check_source(name: str | None, data_dir: str | None = None) -> str:
+    """Refuse, in one DataError sentence, a source name and data directory that cannot load
+    together, reading no data (a benchmark asks before its cases start); the name's key."""
+    key = (name or "digits").strip().lower().replace("-", "_")
+    if not _PLAIN_NAME.match(key):
+        raise DataError(
+            f"Dataset name {name!r} is not a plain name (letters, digits and underscores, "
+            "optionally /config and :version or namespace:name)."
+        )
+    if data_dir is not None and not Path(data_dir).is_dir():
+        if Path(data_dir).exists():
+            raise DataError(f"The data directory {data_dir} is a file, not a directory.")
+        raise DataError(f"The data directory {data_dir} does not exist.")
+    if key in ("folder", "idx") and data_dir is None:
+        what = "class subfolders" if key == "folder" else "IDX files"
+        raise DataError(f"The {key} source needs --data-dir pointing at {what}.")
+    if key == "idx" and _idx_dir(Path(data_dir), key) is None:
+        raise DataError("The idx source needs --data-dir pointing at IDX files.")
+    base = re.split(r"[/:]", key)[0]
+    if (data_dir is not None and key not in BUILTIN and base not in IDX_DATASETS
+            and _idx_dir(Path(data_dir), key) is not None):
+        # Read as IDX, the files would train under a name they are not.
+        raise DataError(
+            f"--dataset {name} is not an IDX data set, but --data-dir {data_dir} holds IDX "
+            f"files; name the set they hold ({', '.join(sorted(IDX_DATASETS))})."
+        )
+    return key
 
 
 def _check_options(key, options, allowed):

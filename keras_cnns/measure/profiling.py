@@ -250,7 +250,7 @@ def profile(args) -> dict:
 
     `args` holds the flags of `keras-cnns profile`; `args.steps` None: from the model's FLOPs.
     """
-    if not args.steps:
+    if args.steps is None:
         args.steps = default_steps(args.model, args.image_size, args.batch_size, max_steps=100)
     source = "one batch, repeated" if args.input == "constant" else "train.py's input pipeline"
     print(f"profiling {args.model} @ {args.image_size}px, {args.steps} steps per side; "

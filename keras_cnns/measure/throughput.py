@@ -1,6 +1,7 @@
 """Side-by-side speed of our training path and the PyTorch reference, on this machine.
 
     report = benchmark(settings)     # settings: the flags of `keras-cnns benchmark`
+    report["failed"]                 # {case: the last line each failed run said}
 
 Every case runs in a fresh child process (`run_case`, started by `child.run`), and the
 cases are interleaved, A B C A B C ..., so that the drift of a shared machine falls on every
@@ -200,12 +201,17 @@ def default_steps(model: str, image_size: int, batch_size: int, max_steps: int =
     return int(min(max_steps, max(MIN_STEPS, round(EPOCH_FLOPS / step_flops))))
 
 
-def check_shards(args) -> None:
-    """A ConfigError for a `--batch-shards` our training cases cannot run, before any case
-    runs (here and in the profile)."""
+def check_settings(args) -> None:
+    """Refuse, in one sentence, settings our cases cannot run (the RunConfig they train with,
+    its data source, its batch shards) before any case starts; here and in the profile."""
+    from keras_cnns.data.sources import check_source
+    from keras_cnns.preflight import check_run
     from keras_cnns.training.sharding import resolve_shards
 
-    resolve_shards(benchmark_config(args), "default", has_gpu=False)
+    config = benchmark_config(args)
+    check_run(config, write_places=False)
+    check_source(config.dataset, config.data_dir)
+    resolve_shards(config, "default", has_gpu=False)
 
 
 def run_case(settings: dict) -> dict:
@@ -245,6 +251,7 @@ def benchmark(args) -> dict:
 def run_all(args) -> dict:
     cases = [c for c in args.cases.split(",") if c]
     runs: dict[str, list[dict]] = {case: [] for case in cases}
+    failed: dict[str, list[str]] = {}
     for repeat in range(args.repeats):
         for case in cases:
             # Without jax.jit, Keras on JAX runs op by op.
@@ -258,6 +265,7 @@ def run_all(args) -> dict:
                 )
             except BackendProcessError as error:
                 print(f"  {case}: failed ({error.last_line})", file=sys.stderr, flush=True)
+                failed.setdefault(case, []).append(error.last_line)
                 continue
             runs[case].append(result)
             rate = result.get("img_s", result.get("gflop_s"))
@@ -265,7 +273,7 @@ def run_all(args) -> dict:
                      else "")
             print(f"  repeat {repeat + 1}/{args.repeats} {case:>17}: {rate:,.1f}{extra}",
                   flush=True)
-    return summarise(runs, args)
+    return {**summarise(runs, args), "failed": failed}
 
 
 def _load_average() -> list[float] | None:

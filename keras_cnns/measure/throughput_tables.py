@@ -17,6 +17,8 @@ from keras_cnns.machine import cpu_facts
 OURS_TRAINING = ("ours_train", "ours_train_unsharded", "ours_train_torch", "ours_train_jax")
 TORCH_TRAINING = ("torch_nchw", "torch_cl", "torch_compile")
 TRAINING_CASES = OURS_TRAINING + TORCH_TRAINING
+# What each repeat measures besides its rate; the report gives their medians.
+PER_REPEAT = ("latency_ms", "compile_s", "switches_per_step")
 
 
 def device_description() -> dict:
@@ -50,9 +52,10 @@ def summarise(runs: dict, args) -> dict:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             **{k: v for k, v in results[-1].items() if k not in (key, "case", "peak_rss_mb")},
         }
-        if all("switches_per_step" in r for r in results):
-            summary[case]["switches_per_step"] = statistics.median(
-                r["switches_per_step"] for r in results)
+        # A measurement beside the rate is a median too, never the last repeat's.
+        for measured in PER_REPEAT:
+            if all(measured in r for r in results):
+                summary[case][measured] = statistics.median(r[measured] for r in results)
     ours = summary.get("ours_train", {}).get("median")
     ratios = {}
     for base in ("torch_cl", "torch_nchw", "torch_compile"):
@@ -108,7 +111,8 @@ def format_table(report: dict) -> str:
         lines.append("load average at the end: " + " ".join(map(str, report["load_average"])))
     lines += [
         "",
-        "| case | median | runs | of peak | peak RSS | context switches per step |",
+        "| case | median rate (median b1 latency) | runs | of peak | peak RSS "
+        "| context switches per step |",
         "|---|---:|---|---:|---:|---:|",
     ]
     for case, stats in report["cases"].items():
@@ -127,6 +131,8 @@ def format_table(report: dict) -> str:
     lines.append("")
     for name, value in report["ratios"].items():
         lines.append(f"{name}: {value:.2f}x")
+    for case, reasons in report.get("failed", {}).items():
+        lines.append(f"{case}: {len(reasons)} of {report['repeats']} runs failed ({reasons[-1]})")
     if report.get("training_gflop_per_image"):
         lines.append(f"training cost: {report['training_gflop_per_image']:.3f} GFLOP per image")
     return "\n".join(lines)
