@@ -17,12 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # TensorFlow's native libraries log before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
-# cannot silence them: informational lines, and CUDA probes on machines without a GPU.
+# cannot silence them: informational lines, and the warnings any start-up prints (CUDA probes
+# on machines without a GPU, TensorRT's absence, the LiteRT converter's ignored options).
+# Any other warning may be about this run, so it stays.
 _NATIVE_NOISE = re.compile(
-    rb"^(WARNING: All log messages before absl::InitializeLog"
-    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
-    rb"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
+    rb"^(?:WARNING: All log messages before absl::InitializeLog"
+    rb"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+    rb"|[WE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ (?:cuda_\w+\.cc:\d+\] failed call to cuInit"
+    rb"|\S+:\d+\] TF-TRT Warning: Could not find TensorRT"
+    rb"|tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored \w+\.$))"
 )
+
+
+def is_native_noise(line: bytes) -> bool:
+    """Whether quiet_tensorflow drops this line of native stderr."""
+    return _NATIVE_NOISE.match(line) is not None
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -125,7 +134,7 @@ def quiet_tensorflow() -> None:
     def pump():
         with os.fdopen(read_fd, "rb") as lines:
             for line in lines:
-                if not _NATIVE_NOISE.match(line):
+                if not is_native_noise(line):
                     os.write(original, line)
 
     thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
