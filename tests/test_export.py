@@ -261,3 +261,39 @@ def test_export_package_imports_with_every_public_name():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def _repo(root, files):
+    import subprocess
+
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_git_commit_is_this_projects_checkout_with_its_dirty_flag(tmp_path, monkeypatch):
+    from keras_cnns.export import directory
+
+    head = _repo(tmp_path, {"pyproject.toml": 'name = "keras_cnns"\n',
+                            "keras_cnns/__init__.py": "", "keras_cnns/export/directory.py": ""})
+    monkeypatch.setattr(directory, "__file__", str(tmp_path / "keras_cnns/export/directory.py"))
+    assert directory._git_state() == {"git_commit": head, "git_dirty": False}
+    (tmp_path / "keras_cnns/__init__.py").write_text("changed = True\n")
+    assert directory._git_state() == {"git_commit": head, "git_dirty": True}
+
+
+def test_no_git_commit_from_another_repository_the_package_is_installed_in(tmp_path,
+                                                                            monkeypatch):
+    from keras_cnns.export import directory
+
+    site = ".venv/lib/python3.11/site-packages/keras_cnns"
+    _repo(tmp_path, {"pyproject.toml": 'name = "someone_elses"\n', "app.py": "",
+                     f"{site}/__init__.py": "", f"{site}/export/directory.py": ""})
+    monkeypatch.setattr(directory, "__file__", str(tmp_path / site / "export/directory.py"))
+    assert directory._git_state() == {"git_commit": None, "git_dirty": None}

@@ -70,7 +70,7 @@ def versions() -> dict[str, Any]:
         "keras_backend": keras.backend.backend(),
         "numpy": np.__version__,
         "keras_cnns": keras_cnns.__version__,
-        "git_commit": _git_commit(),
+        **_git_state(),
     }
 
 
@@ -91,16 +91,31 @@ def hardware() -> dict[str, Any]:
     }
 
 
-def _git_commit() -> str | None:
+def _git_state() -> dict[str, Any]:
+    """The commit of this project's checkout that the package runs from, and whether the
+    checkout has uncommitted changes; None for both when the package is not in one (a wheel,
+    or a venv inside another repository, whose HEAD says nothing about this code)."""
+    package = Path(__file__).resolve().parents[1]
+    unknown = {"git_commit": None, "git_dirty": None}
+
+    def git(*args) -> str | None:
+        result = subprocess.run(["git", "-C", str(package), *args], capture_output=True,
+                                text=True, timeout=5, check=False)
+        return result.stdout if result.returncode == 0 else None
+
     try:
-        root = Path(__file__).resolve().parents[2]
-        result = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+        top = Path((git("rev-parse", "--show-toplevel") or "").strip() or package.anchor)
+        pyproject = top / "pyproject.toml"
+        ours = (package == top / "keras_cnns" and pyproject.is_file()
+                and re.search(r'^name\s*=\s*"keras_cnns"', pyproject.read_text(), re.M)
+                and git("ls-files", "--error-unmatch", "__init__.py") is not None)
+        commit = git("rev-parse", "HEAD") if ours else None
+        status = git("status", "--porcelain") if commit else None
+    except (OSError, UnicodeDecodeError, subprocess.SubprocessError):
+        return unknown
+    if not commit or status is None:
+        return unknown
+    return {"git_commit": commit.strip(), "git_dirty": bool(status.strip())}
 
 
 def write_export(output: str | Path, write_contents: Callable[[Path], dict[str, Any]]) -> Path:
