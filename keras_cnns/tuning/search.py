@@ -11,7 +11,8 @@ accuracy in most of its 40-epoch runs, so full-length trials would rank settings
 
 Layout of `directory`: `trials/` is keras-tuner's project (oracle state, one `trial_NN/` per
 trial); `search.json` records what is searched, so that re-running a different command
-there is refused instead of mixing two searches; `report.py` adds `best.json`,
+there, or a worker whose command differs from the chief's, is refused instead of mixing two
+searches; `report.py` adds `best.json`,
 `results.csv` and `results.png`.
 
 Resuming is keras-tuner's own: with `overwrite=False` it reloads the oracle from
@@ -29,6 +30,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,12 @@ SEARCH_FILE = "search.json"
 HYPERBAND_FACTOR = 3
 # Written by report.py; removed with --overwrite so that no stale result outlives its search.
 OUTPUT_FILES = ("best.json", "results.csv", "results.png")
+# The KERASTUNER_TUNER_ID of the process that serves the oracle (keras-tuner's documented id).
+CHIEF_ID = "chief"
+# How long a worker waits for the chief's search.json: as long as keras-tuner's workers wait
+# for the chief's oracle (keras_tuner/src/distribute/oracle_client.py TIMEOUT), so that start
+# order still does not matter.
+CHIEF_WAIT_SECONDS = 60 * 60
 
 
 class TuningError(RuntimeError):
@@ -103,7 +111,18 @@ def role() -> str:
     for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
         if not os.environ.get(name):
             raise ConfigError(f"KERASTUNER_ORACLE_IP is set but {name} is not.")
-    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    if tuner_id == CHIEF_ID:
+        return "chief"
+    if CHIEF_ID in tuner_id:
+        # keras-tuner serves the oracle from any id that contains "chief"
+        # (distribute/utils.is_chief_oracle): a second oracle, not a worker.
+        raise ConfigError(
+            f"KERASTUNER_TUNER_ID {tuner_id!r} contains {CHIEF_ID!r}, which keras-tuner "
+            f"reserves for the chief: name the chief exactly {CHIEF_ID!r} and each worker "
+            "without it (worker0, worker1, ...)."
+        )
+    return "worker"
 
 
 def search_epochs(config: RunConfig) -> int:
@@ -267,7 +286,9 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
             tf.config.experimental.enable_op_determinism()
     # checks model and data
     hypermodel = CNNHyperModel(config, space, strategy=strategy, shards=shards)
-    if part != "worker":
+    if part == "worker":
+        _join_chiefs_search(directory, config, space, tuner, log)
+    else:
         _claim_directory(directory, config, space, tuner, overwrite)
     # Only the chief may start over: a worker deleting the shared directory would wipe
     # the oracle's state under it.
@@ -354,12 +375,7 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(directory / PROJECT, ignore_errors=True)
     elif path.exists():
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            found = None
-        if isinstance(found, dict) and isinstance(found.get("config"), dict):
-            found["config"] = _searched(found["config"])
+        found = _recorded_identity(path)
         if found != wanted:
             raise ConfigError(
                 f"{directory} holds another search ({_difference(found, wanted)}); "
@@ -369,6 +385,44 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
         return
     directory.mkdir(parents=True, exist_ok=True)
     files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+def _recorded_identity(path: Path) -> Any:
+    """What the search.json at `path` says is searched; None when it cannot be read."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if isinstance(found, dict) and isinstance(found.get("config"), dict):
+        found["config"] = _searched(found["config"])
+    return found
+
+
+def _join_chiefs_search(directory: Path, config, space, tuner: str, log: Callable) -> None:
+    """Refuse to work for a chief that searches something else than this worker's command.
+
+    The chief writes search.json before it serves the oracle; a worker started first waits
+    for it, as keras-tuner's workers wait for the oracle.
+    """
+    path = directory / SEARCH_FILE
+    deadline = time.monotonic() + CHIEF_WAIT_SECONDS
+    if not path.exists():
+        log(f"Waiting for the chief's {path} (up to {CHIEF_WAIT_SECONDS / 60:g} min).")
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"No chief wrote {path} within {CHIEF_WAIT_SECONDS / 60:g} min; start the chief "
+                f"with this --directory, or copy its {SEARCH_FILE} there when its directory "
+                "is on another machine."
+            )
+        time.sleep(0.5)
+    wanted = _search_identity(config, space, tuner)
+    found = _recorded_identity(path)
+    if found != wanted:
+        raise ConfigError(
+            f"This worker's command searches something else than the chief's in {directory} "
+            f"({_difference(found, wanted)}); start every worker with the chief's command."
+        )
 
 
 def _difference(found, wanted) -> str:
