@@ -125,3 +125,40 @@ def test_a_count_that_cannot_apply_is_one_sentence():
 def test_the_automatic_choice_keeps_the_identity_and_a_count_changes_it():
     assert _config(batch_shards=0).identity() == _config().identity()
     assert _config(batch_shards=2).identity() != _config().identity()
+
+
+def test_more_shards_than_usable_cores_is_a_note_not_silence(monkeypatch, capsys):
+    monkeypatch.setattr(sharding, "available_cores", lambda: 2)
+    monkeypatch.setattr(sharding, "configure_threads", lambda shards: None)
+    assert sharding.crowding_note(2, 64) is None
+    assert sharding.prepare(_config(batch_shards=64), keras_default_strategy()) == 64
+    note = capsys.readouterr().err.strip()
+    assert note.startswith("note: batch_shards 64 (1 image each) outnumber the 2 cores")
+    assert len(note.splitlines()) == 1
+
+
+def keras_default_strategy():
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+def test_threads_that_can_no_longer_change_are_said_not_swallowed(capsys):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow's runtime has started: its thread pools are fixed
+    threading = tf.config.threading
+    before = (threading.get_intra_op_parallelism_threads(),
+              threading.get_inter_op_parallelism_threads())
+    sharding.configure_threads(before[1] + 5)
+    err = capsys.readouterr().err
+    assert f"cannot change them, so these {before[1] + 5} batch shards run with them" in err
+    sharding.configure_threads(1 if before == (0, 0) else before[1])  # what it has: no note
+    assert capsys.readouterr().err == ""
+
+
+def test_the_sharded_steps_use_only_public_keras_api():
+    import inspect
+
+    source = inspect.getsource(sharding)
+    assert "keras.src" not in source and "self._" not in source

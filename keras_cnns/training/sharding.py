@@ -23,11 +23,14 @@ single-replica TensorFlow run, with at least MIN_SHARD_IMAGES images per shard (
 the run's metrics and its export's manifest record the number used. Only 2 cores have been
 measured: the floor of images per shard for many-core machines is a guess. The exported
 model is the same plain model whatever k trained it.
+
+AlexNet keeps automatic shards: +10% native ISA, -4% AVX2 (docs/benchmarks/alexnet-96-*-shards).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import types
 
 import keras
@@ -75,6 +78,22 @@ def resolve_shards(config: RunConfig, strategy_kind: str, *, has_gpu: bool) -> i
     return requested
 
 
+def crowding_note(shards: int, batch_size: int) -> str | None:
+    """One sentence when `shards` outnumber the cores this process may use, else None.
+
+    Not a refusal: a run recorded with more shards (a resume, a re-run of a manifest on a
+    smaller machine) must keep its count to compute the same result.
+    """
+    cores = available_cores()
+    if shards <= cores:
+        return None
+    images = batch_size // shards
+    return (f"batch_shards {shards} ({images} image{'s' * (images != 1)} each) outnumber the "
+            f"{cores} core{'s' * (cores != 1)} this process may use, so shards wait for a "
+            "core: the same result, "
+            f"more slowly than with --batch-shards {cores} or 0 (which compute differently).")
+
+
 def strategy_kind_of(strategy) -> str:
     """default, mirrored or multi_worker: what kind of tf.distribute strategy `strategy` is."""
     import tensorflow as tf
@@ -99,25 +118,36 @@ def prepare(config: RunConfig, strategy=None) -> int:
 
     kind = strategy_kind(config.strategy) if strategy is None else strategy_kind_of(strategy)
     shards = resolve_shards(config, kind, has_gpu=has_gpu())
+    note = crowding_note(shards, config.batch_size)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     configure_threads(shards)
     return shards
 
 
 def configure_threads(shards: int) -> None:
-    """Give TensorFlow one intra-op thread and `shards` inter-op threads, when `shards` > 1.
+    """Give TensorFlow one intra-op thread and `shards` inter-op threads when `shards` > 1, and
+    its own choice (0) again for one shard.
 
     TensorFlow fixes its thread pools when it first runs an op: a process that already ran one
-    keeps its pools, and the shards still compute the same result, only with the hand-offs.
+    (the second cell of an ablation) keeps its pools, and a note says so; the shards still
+    compute the same result, only at another speed.
     """
-    if shards <= 1:
-        return
     import tensorflow as tf
 
+    threading = tf.config.threading
+    intra, inter = (1, shards) if shards > 1 else (0, 0)
+    if (threading.get_intra_op_parallelism_threads(),
+            threading.get_inter_op_parallelism_threads()) == (intra, inter):
+        return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(shards)
+        threading.set_intra_op_parallelism_threads(intra)
+        threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
-        pass
+        print(f"note: TensorFlow already runs with {threading.get_intra_op_parallelism_threads()}"
+              f" intra-op and {threading.get_inter_op_parallelism_threads()} inter-op threads in "
+              f"this process and cannot change them, so these {shards} batch shards run with "
+              "them: the same result, at another speed.", file=sys.stderr, flush=True)
 
 
 def install(model: keras.Model, shards: int) -> None:
@@ -141,13 +171,20 @@ def _split(tensor, shards: int, sizes=None):
     return tf.split(tensor, sizes if sizes is not None else shards)
 
 
+def _loss_tracker(model):
+    """The mean of the loss that `fit` and `evaluate` report, from the public `metrics`.
+
+    Keras' own steps also unscale the loss for distribution; shards run on one replica only
+    (`resolve_shards`), where that factor is 1.
+    """
+    return next(metric for metric in model.metrics if metric.name == "loss")
+
+
 def _sharded_train_step(self, data):
     """Keras 3's TensorFlow `train_step`, with the batch computed in `self.batch_shards` parts."""
     import tensorflow as tf
-    from keras.src.losses import loss as loss_module
-    from keras.src.trainers.data_adapters import data_adapter_utils
 
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     shards = self.batch_shards
     predictions, losses, gradients = [], [], []
     weights = self.trainable_weights
@@ -155,8 +192,8 @@ def _sharded_train_step(self, data):
                                       _split(sample_weight, shards), strict=True):
         with tf.GradientTape() as tape:
             y_pred = self(x_part, training=True)
-            loss = self._compute_loss(x=x_part, y=y_part, y_pred=y_pred,
-                                      sample_weight=w_part, training=True)
+            loss = self.compute_loss(x=x_part, y=y_part, y_pred=y_pred,
+                                     sample_weight=w_part, training=True)
             # Each shard's loss over `shards`: the gradients then sum to the batch's mean
             # gradient, with no pass over them to divide (AlexNet's are 57M numbers).
             scaled = self.optimizer.scale_loss(loss) / shards
@@ -164,10 +201,7 @@ def _sharded_train_step(self, data):
         predictions.append(y_pred)
         losses.append(loss)
     # Equal shards: the whole batch's mean loss is the mean of the shards' means.
-    self._loss_tracker.update_state(
-        loss_module.unscale_loss_for_distribution(tf.add_n(losses) / shards),
-        sample_weight=tf.shape(x)[0],
-    )
+    _loss_tracker(self).update_state(tf.add_n(losses) / shards, sample_weight=tf.shape(x)[0])
     mean = [tf.add_n(list(parts)) for parts in zip(*gradients, strict=True)]
     self.optimizer.apply_gradients(zip(mean, weights, strict=True))
     return self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight)
@@ -202,13 +236,10 @@ def _sharded_test_step(self, data):
     """Keras 3's TensorFlow `test_step` with the forward pass in shards (a last, smaller batch
     splits unevenly; the loss and metrics are computed once, over the whole batch)."""
     import tensorflow as tf
-    from keras.src.losses import loss as loss_module
-    from keras.src.trainers.data_adapters import data_adapter_utils
 
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     y_pred = _sharded_forward(self, x, self.batch_shards)
-    loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                              training=False)
-    self._loss_tracker.update_state(
-        loss_module.unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0])
+    loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                             training=False)
+    _loss_tracker(self).update_state(loss, sample_weight=tf.shape(x)[0])
     return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
