@@ -12,7 +12,8 @@ leaves only its temporary (named by `temporary_sibling`, so the owner can sweep 
 `KERAS_CNNS_KILL_AT=state:3` sends SIGKILL to this process the third time it reaches the point
 named `state`. The points sit where a kill is most harmful: inside an epoch (`batch`), between
 the files of a state commit (`state`) and of a best checkpoint (`best`), during evaluation
-(`evaluate`) and before an export's final rename (`export`). Unset, `reach` costs a dictionary
+(`evaluate`), before an export's final rename (`export`) and between the export and the
+`metrics.json` that marks the run finished (`exported`). Unset, `reach` costs a dictionary
 lookup. tests/test_resume.py kills runs at each point and checks that the identical command then
 ends exactly where the uninterrupted run ends.
 """

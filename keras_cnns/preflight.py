@@ -46,11 +46,14 @@ class MemoryEstimate:
         return BYTES_PER_FLOAT * (weights + activations)
 
 
-def check_run(config: RunConfig, *, write_places: bool = True) -> MemoryEstimate:
+def check_run(config: RunConfig, *, write_places: bool = True,
+              own_export: bool = False) -> MemoryEstimate:
     """Refuse, in one sentence, a resolved `config` that cannot run here; return its estimate.
 
     `write_places=False` skips the probes of `run_dir` and `output` (for callers that write
-    elsewhere, such as a tuning search).
+    elsewhere, such as a tuning search). `own_export=True` says that the existing `output` is
+    the export of the unfinished run this command continues (killed before it finished), which
+    the trainer keeps.
     """
     if not config.is_resolved():
         raise ValueError("check_run takes a resolved RunConfig (config.resolve()).")
@@ -75,7 +78,7 @@ def check_run(config: RunConfig, *, write_places: bool = True) -> MemoryEstimate
     if write_places and not config.resume:
         check_writable_dir(config.run_dir, "--run-dir")
         if config.output is not None:
-            if Path(config.output).exists():
+            if Path(config.output).exists() and not own_export:
                 raise ConfigError(
                     f"Export path {config.output} already exists; choose another --output."
                 )

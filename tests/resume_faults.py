@@ -4,9 +4,10 @@ Shared by tests/test_resume.py (a few fixed kill points, in CI) and by a person'
 
     python tests/resume_faults.py --trials 20 --seed 0      # random points; prints a table
 
-A kill point is `KERAS_CNNS_KILL_AT=<point>:<n>` (keras_cnns/faults.py): SIGKILL at the n-th
+A kill point is `KERAS_CNNS_KILL_AT=<point>:<n>` (keras_cnns/files.py): SIGKILL at the n-th
 arrival at `batch` (inside an epoch), `state` (between the files of a state commit), `best`
-(while writing a best checkpoint), `evaluate` or `export` (before the export's final rename).
+(while writing a best checkpoint), `evaluate`, `export` (before the export's final rename) or
+`exported` (after it, before metrics.json marks the run finished).
 """
 
 from __future__ import annotations
@@ -28,19 +29,21 @@ RUN = ["--model", "lenet", "--dataset", "synthetic", "--image-size", "16", "--ba
        "--output", "exports/run"]
 STEPS, EPOCHS = 20, 4
 # Where each point can be reached, for random trials: (point, largest n).
-POINTS = {"batch": STEPS * EPOCHS, "state": EPOCHS, "best": EPOCHS, "evaluate": 1, "export": 1}
-# Manifest fields that say where and how long a run was, not what it computed.
+POINTS = {"batch": STEPS * EPOCHS, "state": EPOCHS, "best": EPOCHS, "evaluate": 1, "export": 1,
+          "exported": 1}
+# Manifest fields that say where and how long a run was (and on how many cores the exporting
+# process could run), not what it computed.
 RUN_SPECIFIC = {("config", "output"), ("config", "run_dir"), ("run_dir",),
-                ("metrics", "train_seconds")}
+                ("metrics", "train_seconds"), ("hardware", "usable_cpu_count")}
 
 
-def train(cwd: Path, kill_at: str | None = None, timeout: int = 300):
+def train(cwd: Path, kill_at: str | None = None, timeout: int = 300, prefix=()):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("KERAS_CNNS_KILL_AT", None)
     if kill_at:
         env["KERAS_CNNS_KILL_AT"] = kill_at
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*TRAIN, *RUN], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([*prefix, *TRAIN, *RUN], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -84,18 +87,32 @@ def best_weights(path: Path) -> dict:
     return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(arrays.items())}
 
 
+def optimizer_entries(keras_file: Path) -> list[str]:
+    """The optimizer's entries in a `.keras` file's weights (an export keeps none)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    names = []
+    with zipfile.ZipFile(keras_file) as archive, h5py.File(
+            io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        weights.visit(names.append)
+    return [name for name in names if name.startswith("optimizer")]
+
+
 def differences(expected: dict, got: dict) -> list[str]:
     return [key for key in expected if expected[key] != got.get(key)]
 
 
-def kill_and_resume(cwd: Path, kill_at: str) -> tuple[int, str]:
-    """Run with the kill, then the identical command; returns the resumed run's status and
-    output."""
+def kill_and_resume(cwd: Path, kill_at: str, prefix=()) -> tuple[int, str]:
+    """Run with the kill, then the identical command (after `prefix`, such as taskset); returns
+    the resumed run's status and output."""
     killed = train(cwd, kill_at)
     if killed.returncode != -9:
         raise AssertionError(f"{kill_at}: the run was not killed ({killed.returncode}): "
                              f"{killed.stderr[-2000:]}")
-    resumed = train(cwd)
+    resumed = train(cwd, prefix=prefix)
     return resumed.returncode, resumed.stdout + resumed.stderr
 
 

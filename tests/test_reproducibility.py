@@ -80,3 +80,48 @@ def test_deterministic_runs_must_match_exactly():
 def test_other_data_is_never_a_reproduction():
     ok, verdict = compare(_manifest(0.9), _manifest(0.9, fingerprint="def"))
     assert not ok and "data differ" in verdict
+
+
+def test_an_older_manifests_automatic_shards_are_named_as_the_cause():
+    from keras_cnns.training.reproduction import judge
+
+    reference = _manifest(0.9, deterministic=True)
+    reference["config"]["batch_shards"] = 0  # written before configs recorded the count
+    reference["metrics"]["batch_shards"] = 1
+    rerun = _manifest(0.9, True, probabilities=((0.5, 0.5000001),))
+    rerun["metrics"]["batch_shards"] = 2
+    status, verdict = judge(reference, {"deterministic": True, "batch_shards": 2}, rerun)
+    assert status == 1 and "not reproduced exactly" in verdict
+    assert "batch shards differ (2 vs recorded 1" in verdict and "--batch-shards 1" in verdict
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+def test_a_run_on_one_core_reruns_on_two_with_its_shards_and_names_the_cores(tmp_path):
+    """Row P1b_repro: the automatic count follows the usable cores, and the manifest keeps it;
+    in one shard TensorFlow's threads follow them too, which the verdict names."""
+    one_core = ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
+    args = [*TINY, "--seed", "5", "--output", "exports/a"]
+    result = run([*one_core, *TRAIN, *args], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "exports/a/manifest.json").read_text())
+    assert manifest["config"]["batch_shards"] == manifest["metrics"]["batch_shards"] == 1
+    assert manifest["hardware"]["usable_cpu_count"] == 1
+    result = run([*TRAIN, "--config", "exports/a/manifest.json"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rerun = json.loads(next((tmp_path / "saved_models").iterdir()).joinpath(
+        "manifest.json").read_text())
+    assert rerun["config"]["batch_shards"] == 1
+    cores = len(os.sched_getaffinity(0))
+    assert "within tolerance" in result.stdout
+    assert f"usable_cpu_count {cores} vs 1" in result.stdout
+
+
+def test_one_shard_runs_name_the_usable_cores_as_an_environment_difference():
+    from keras_cnns.training.reproduction import environment_differences
+
+    def manifest(shards, cores):
+        return {"config": {"batch_shards": shards}, "hardware": {"usable_cpu_count": cores}}
+
+    assert environment_differences(manifest(1, 1), manifest(1, 2)) == ["usable_cpu_count 2 vs 1"]
+    assert environment_differences(manifest(2, 1), manifest(2, 2)) == []  # one thread a shard

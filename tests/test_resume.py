@@ -1,11 +1,11 @@
 """A killed run ends as if it had never been killed (issue "Resume and reproduce exactly").
 
-The fault-injection tests SIGKILL a deterministic LeNet run at a chosen point (keras_cnns/
-faults.py), run the identical command again, and compare everything the run leaves with the
-uninterrupted run, bit for bit: history, metrics, best checkpoint, and every file of the export
-(which also proves that two deterministic runs write byte-identical exports). The other tests
-cover the pieces: damaged states, the run-directory lock, diverged runs, the verdict, float16
-loss scaling in the multi-worker loop, full disks and stale temporary exports.
+The fault-injection tests SIGKILL a deterministic LeNet run (with --output) at a chosen point
+(keras_cnns/files.py), run the identical command again, and compare everything the run leaves
+with the uninterrupted run, bit for bit: history, metrics, best checkpoint, and every file of
+the export (which also proves that two deterministic runs write byte-identical exports). The
+other tests cover the pieces: damaged states, the run-directory lock, diverged runs, the
+verdict, float16 loss scaling in the multi-worker loop, full disks and stale temporary exports.
 """
 
 import errno
@@ -18,7 +18,15 @@ import time
 
 import numpy as np
 import pytest
-from resume_faults import RUN, TRAIN, differences, kill_and_resume, outcome, train
+from resume_faults import (
+    RUN,
+    TRAIN,
+    differences,
+    kill_and_resume,
+    optimizer_entries,
+    outcome,
+    train,
+)
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -32,7 +40,8 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", ["batch:30", "state:2", "evaluate:1", "export:1"])
+@pytest.mark.parametrize("kill_at", ["batch:30", "state:2", "evaluate:1", "export:1",
+                                     "exported:1"])
 def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at):
     status, output = kill_and_resume(tmp_path, kill_at)
     assert status == 0, output[-3000:]
@@ -40,6 +49,16 @@ def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at
     got = outcome(tmp_path)
     assert differences(uninterrupted, got) == [], kill_at
     assert got["leftovers"] == [] and not got["backup kept"] and not got["lock kept"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+def test_a_resume_on_fewer_cores_keeps_the_runs_shards(tmp_path, uninterrupted):
+    status, output = kill_and_resume(
+        tmp_path, "state:2", prefix=["taskset", "-c", str(min(os.sched_getaffinity(0)))])
+    assert status == 0, output[-3000:]
+    assert "outnumber the 1 core this process" in output  # its 2 shards, said, on one core
+    assert differences(uninterrupted, outcome(tmp_path)) == []
 
 
 @pytest.mark.slow
@@ -376,5 +395,6 @@ def test_a_killed_multi_worker_run_resumes_on_every_worker_bit_identical(tmp_pat
     # Only the chief (worker 0) wrote a run directory and an export, in both attempts.
     assert len(list((baseline / "runs").iterdir())) == len(list((broken / "runs").iterdir())) == 1
     assert (broken / "exports" / "mw" / "manifest.json").exists()
+    assert optimizer_entries(broken / "exports" / "mw" / "model.keras") == []
     assert (run_dir / "history.csv").read_text() == next(
         (baseline / "runs").iterdir()).joinpath("history.csv").read_text()

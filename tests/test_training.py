@@ -84,6 +84,27 @@ def test_main_job_writes_run_directory_and_export(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shards", [1, 2])
+def test_the_shard_count_is_the_runs_and_model_keras_carries_no_optimizer(tmp_path, shards):
+    from resume_faults import optimizer_entries
+
+    from keras_cnns.config import RunConfig
+    from keras_cnns.training import train
+
+    config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=50,
+                       epochs=1, warmup_epochs=0, batch_shards=shards,
+                       run_dir=str(tmp_path / "runs"), output=str(tmp_path / "export"))
+    result = train(config, verbose=0)
+    assert getattr(result.model, "batch_shards", 1) == shards
+    assert optimizer_entries(result.export_dir / "model.keras") == []
+    recorded = json.loads((result.run_dir / "config.json").read_text())
+    manifest = json.loads((result.export_dir / "manifest.json").read_text())
+    assert recorded["batch_shards"] == manifest["config"]["batch_shards"] == shards
+    assert manifest["metrics"]["batch_shards"] == shards
+    assert manifest["hardware"]["usable_cpu_count"] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.slow
 def test_bfloat16_run_computes_in_bfloat16_and_exports_a_verified_float32_model(tmp_path):
     result = run([*TRAIN, *TINY, "--mixed-precision", "bfloat16", "--output", "bf16"],
                  cwd=tmp_path)

@@ -430,3 +430,32 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
                            env=env(KERASTUNER_TUNER_ID="chief", **oracle))
     assert again.returncode == 0, again.stderr
     assert "4 trial(s) already finished" in again.stdout and (directory / "best.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list_models())
+def test_tune_then_train_best_json_for_one_epoch_then_verify(tmp_path, model):
+    """Rows P1c_*: best.json records the training run's recipe warmup (derived, not chosen),
+    so `--config best.json --epochs 1` scales it down as `--model` alone would."""
+    from keras_cnns.models import get_model_entry
+
+    size = str(max(16, get_model_entry(model).min_image_size))
+    tuned = subprocess.run(
+        [*TUNE, "--model", model, "--image-size", size, "--tuner", "random", "--max-trials", "1",
+         "--epochs", "1", "--no-jit-compile", "--directory", "search"],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    best = json.loads((tmp_path / "search" / "best.json").read_text())["config"]
+    assert best["warmup_epochs"] >= 1 or best["epochs"] > 1  # the training run's, recorded
+    trained = subprocess.run(
+        [*TRAIN, "--config", "search/best.json", "--epochs", "1", "--lr", str(best["lr"]),
+         "--output", "export"], cwd=tmp_path, env=env(), capture_output=True, text=True,
+        timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["config"]["epochs"] == 1 and 0 <= manifest["config"]["warmup_epochs"] < 1
+    assert manifest["config"]["dropout"] == best["dropout"]
+    verified = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify.py"), "export"],
+                              cwd=tmp_path, env=env(), capture_output=True, text=True,
+                              timeout=600)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

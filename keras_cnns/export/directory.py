@@ -84,6 +84,10 @@ def hardware() -> dict[str, Any]:
         "cpu_model": cpu_model,
         "cpu_isa": cpu_isa,
         "cpu_count": os.cpu_count(),
+        # What this process may use (taskset, a container's cpuset): the automatic batch shards
+        # follow it.
+        "usable_cpu_count": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                             else os.cpu_count()),
         "gpus": [
             tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")

@@ -42,11 +42,12 @@ def save_keras_file(model, path: str | Path) -> None:
     import json
     import zipfile
 
-    import keras
-
     lean = model
     if getattr(model, "optimizer", None) is not None:
-        lean = keras.models.clone_model(model)
+        # Rebuilt from its config, uncompiled: clone_model would compile its clone with the
+        # very optimizer whose variables this leaves out, and saving the model's own layers
+        # would record their shared dtype policy by its id(), different in every process.
+        lean = type(model).from_config(model.get_config())
         lean.set_weights(model.get_weights())
     path = Path(path)
     raw = path.with_name(f".raw-{path.name}")

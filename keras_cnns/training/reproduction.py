@@ -39,22 +39,52 @@ def config_differences(recorded: dict, config: dict) -> list[str]:
 
 
 def environment_differences(reference: dict, reproduced: dict) -> list[str]:
-    """The library versions and hardware facts in which two manifests differ."""
+    """The library versions and hardware facts in which two manifests differ.
+
+    A run in one batch shard lets TensorFlow's kernels split their work over every usable core
+    (more shards pin them to one thread each), so its arithmetic follows the usable cores too.
+    """
+    keys = HARDWARE_KEYS
+    if _shards(reference) == 1 and "usable_cpu_count" in (reference.get("hardware") or {}):
+        keys = (*keys, "usable_cpu_count")
     found = []
-    for section, keys in (("versions", VERSION_KEYS), ("hardware", HARDWARE_KEYS)):
+    for section, names in (("versions", VERSION_KEYS), ("hardware", keys)):
         old, new = reference.get(section) or {}, reproduced.get(section) or {}
-        found += [f"{key} {new.get(key)!r} vs {old.get(key)!r}" for key in keys
+        found += [f"{key} {new.get(key)!r} vs {old.get(key)!r}" for key in names
                   if old.get(key) != new.get(key)]
     return found
 
 
+def _shards(manifest: dict) -> int | None:
+    return ((manifest.get("config") or {}).get("batch_shards")
+            or (manifest.get("metrics") or {}).get("batch_shards"))
+
+
 def judge(reference: dict, config: dict, reproduced: dict) -> tuple[int, str]:
-    """The exit status and the one-line verdict of a re-run from `reference`'s manifest."""
-    differences = config_differences(reference.get("config") or {}, config)
+    """The exit status and the one-line verdict of a re-run from `reference`'s manifest.
+
+    The batch shards change the arithmetic (`sharding.py`). A manifest records the count its
+    run used in its config; one written before that records 0 (automatic), and the count its
+    metrics hold is compared instead, and named as the cause when the re-run differs.
+    """
+    recorded = dict(reference.get("config") or {})
+    shards_cause = None
+    if not recorded.get("batch_shards"):
+        was = (reference.get("metrics") or {}).get("batch_shards")
+        now = (reproduced.get("metrics") or {}).get("batch_shards", config.get("batch_shards"))
+        config = {key: value for key, value in config.items() if key != "batch_shards"}
+        recorded.pop("batch_shards", None)
+        if was is not None and now != was:
+            shards_cause = (f"the batch shards differ ({now} vs recorded {was}: the automatic "
+                            f"count follows the usable cores), which changes the arithmetic; "
+                            f"add --batch-shards {was}")
+    differences = config_differences(recorded, config)
     if differences:
         return 0, ("not judged: this run's config differs from the manifest's in "
                    + ", ".join(differences) + ".")
     matches, verdict = compare(reference, reproduced)
+    if not matches and shards_cause:
+        verdict = f"{verdict[:-1]}; {shards_cause}."
     return (0 if matches else 1), verdict
 
 

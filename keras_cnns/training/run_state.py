@@ -52,6 +52,7 @@ class RunState:
     best_value: float | None = None
     best_epoch: int | None = None  # 1-based, as printed
     epochs_without_gain: int = 0
+    batch_shards: int = 0  # what the run computes depends on it (training/sharding.py)
 
 
 def sha256_bytes(data: bytes) -> str:

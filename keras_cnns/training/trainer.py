@@ -123,12 +123,23 @@ def train(
     """Train `config` end to end and return where everything went.
 
     Here, once each, `config` is resolved (unless it already is) and the run's identity and
-    batch shards are decided; every step below is handed them and decides none again.
+    batch shards are decided; every step below is handed them and decides none again. The
+    shard count is the run's: config.json records it, and a resume keeps it.
     """
     if not config.is_resolved():
         config = config.resolve()
-    check_run(config)  # every refusal comes before any file is written
+    identity = config.identity()  # of the count asked for (0: automatic), so reruns find it
+    unfinished = Path(config.resume) if config.resume else run_dirs.find_unfinished(
+        config, identity)
+    recorded = _recorded_shards(unfinished)
+    if recorded:
+        config = dataclasses.replace(config, batch_shards=recorded)
+    # every refusal comes before any file is written
+    check_run(config, own_export=unfinished is not None and config.output is not None
+              and Path(config.output).exists()
+              and not _exported_by_other(Path(config.output), unfinished))
     shards = sharding.prepare(config, strategy)  # before any TensorFlow op: it sets threads
+    config = dataclasses.replace(config, batch_shards=shards)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -148,11 +159,12 @@ def train(
     policy = set_precision(config.mixed_precision)
 
     source = load_source(config)
-    identity = config.identity()
     diverged = None if config.resume else run_dirs.latest_diverged(config, identity)
     # Every worker finds the same unfinished run (the run directory must be on a filesystem
     # they share, as tf.distribute's BackupAndRestore requires); only the chief writes in it.
     config, run_dir, how = run_dirs.prepare_run_dir(config, identity, writer=chief)
+    # A run directory written before the count was recorded gives back its config's 0.
+    config = dataclasses.replace(config, batch_shards=shards)
     try:
         if how == "new" and diverged is not None:
             record = run_dirs.read_json(diverged / run_dirs.DIVERGED_FILE)
@@ -191,7 +203,8 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
     backup = run_dir / run_dirs.BACKUP_DIR if chief else Path(tempfile.mkdtemp(
         prefix="keras_cnns-worker-"))
     recorder = run_state.EpochRecorder(
-        run_dir, backup, patience=config.early_stopping, chief=chief, state=state)
+        run_dir, backup, patience=config.early_stopping, chief=chief,
+        state=state or run_state.RunState(batch_shards=shards))
     done = recorder.state.epochs_done
     stopped_early = bool(config.early_stopping) and (
         recorder.state.epochs_without_gain >= config.early_stopping)
@@ -248,6 +261,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
         _write_reports(run_dir, metrics, info.class_names, config)
         if export:
             export_dir = _export(model, config, source, metrics, run_dir)
+        files.reach("exported")
         # Written last: metrics.json marks the run finished, so a crash before it resumes.
         run_dirs.write_json(run_dir / run_dirs.DONE_FILE, _public_metrics(metrics))
         shutil.rmtree(run_dir / run_dirs.BACKUP_DIR, ignore_errors=True)
@@ -276,6 +290,14 @@ def _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds
         shuffle=False,  # the pipeline shuffles, seeded
         verbose=verbose,
     )
+
+
+def _recorded_shards(run_dir: Path | None) -> int:
+    """The batch shards the unfinished run in `run_dir` trains with (0: none recorded)."""
+    if run_dir is None:
+        return 0
+    recorded = run_dirs.read_json(run_dir / run_dirs.CONFIG_FILE).get("batch_shards")
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else 0
 
 
 def _exported_by_other(output: Path, run_dir: Path) -> bool:
