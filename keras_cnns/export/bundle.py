@@ -10,28 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns.export import onnx_export, tflite_export
-from keras_cnns.export.directory import (
-    EVAL_BATCH_SIZE,
-    FORMAT_VERSION,
-    GOLDEN_FILE,
-    MODEL_FILE,
-    ONNX_FILE,
-    TEST_SET_FILE,
-    TFLITE_FILE,
-    ExportError,
-    hardware,
-    versions,
-    write_export,
-)
-from keras_cnns.export.saved_model import (
-    load_serving,
-    model_input_shape,
-    preprocessing_record,
-    run_serving,
-    save_keras_file,
-    write_saved_model,
-)
+from keras_cnns.export import directory, onnx_export, saved_model, tflite_export
 from keras_cnns.export.scoring import (
     GOLDEN_TOLERANCE,
     LOSS_EPSILON,
@@ -65,10 +44,10 @@ def export_model(
     """
 
     info = source.info
-    height, width, channels = model_input_shape(model)
+    height, width, channels = saved_model.model_input_shape(model)
     size = config.get("image_size")
     if size is not None and (height, width) != (size, size):
-        raise ExportError(
+        raise directory.ExportError(
             f"The model takes {height}x{width} images but the config says image_size {size}."
         )
     images, labels = source.arrays("test")
@@ -82,39 +61,42 @@ def export_model(
     def contents(tmp_dir: Path) -> dict[str, Any]:
         import keras
 
-        onnx_file = tmp_dir / ONNX_FILE if onnx else None
+        onnx_file = tmp_dir / directory.ONNX_FILE if onnx else None
         names = list(info.class_names)
         if keras.backend.backend() in ("tensorflow", "jax"):
-            write_saved_model(model, tmp_dir, mean=info.mean, std=info.std, class_names=names)
-            save_keras_file(model, tmp_dir / MODEL_FILE)
+            saved_model.write_saved_model(model, tmp_dir, mean=info.mean, std=info.std,
+                                          class_names=names)
+            saved_model.save_keras_file(model, tmp_dir / directory.MODEL_FILE)
         else:  # one TensorFlow subprocess writes both from model.keras
-            save_keras_file(model, tmp_dir / MODEL_FILE)
-            write_in_tensorflow(tmp_dir / MODEL_FILE, saved_model=tmp_dir, onnx=onnx_file,
+            saved_model.save_keras_file(model, tmp_dir / directory.MODEL_FILE)
+            write_in_tensorflow(tmp_dir / directory.MODEL_FILE, saved_model=tmp_dir, onnx=onnx_file,
                                 mean=info.mean, std=info.std, class_names=names)
         if onnx_file is not None and not onnx_file.exists():
-            write_in_tensorflow(tmp_dir / MODEL_FILE, onnx=onnx_file, mean=info.mean,
+            write_in_tensorflow(tmp_dir / directory.MODEL_FILE, onnx=onnx_file, mean=info.mean,
                                 std=info.std, class_names=names)
         if tflite:
-            write_in_tensorflow(tmp_dir / MODEL_FILE, tflite=tmp_dir / TFLITE_FILE,
+            write_in_tensorflow(tmp_dir / directory.MODEL_FILE,
+                                tflite=tmp_dir / directory.TFLITE_FILE,
                                 mean=info.mean, std=info.std, class_names=names,
                                 quantize=tflite_quantize, calibration=calibration)
         # Scored by the files just written, as verify.py will score them.
-        signature = load_serving(tmp_dir)
-        golden, _ = run_serving(signature, images[probe], batch_size=len(probe))
-        probabilities, classes = run_serving(signature, images)
+        signature = saved_model.load_serving(tmp_dir)
+        golden, _ = saved_model.run_serving(signature, images[probe], batch_size=len(probe))
+        probabilities, classes = saved_model.run_serving(signature, images)
         scores = score(probabilities, classes, labels, label_smoothing)
         sections = {}
         if onnx_file is not None:
             sections["onnx"] = onnx_export.check_onnx(onnx_file, images, probabilities, names)
         if tflite:
             sections["tflite"] = tflite_export.check_tflite(
-                tmp_dir / TFLITE_FILE, images, labels, signature, class_names=names,
+                tmp_dir / directory.TFLITE_FILE, images, labels, signature, class_names=names,
                 quantize=tflite_quantize,
                 calibration_images=None if calibration is None else len(calibration))
         if store_test_set:
-            np.savez_compressed(tmp_dir / TEST_SET_FILE, images=images, labels=labels)
+            np.savez_compressed(tmp_dir / directory.TEST_SET_FILE, images=images, labels=labels)
         else:
-            np.savez_compressed(tmp_dir / GOLDEN_FILE, images=images[probe], labels=labels[probe])
+            np.savez_compressed(tmp_dir / directory.GOLDEN_FILE, images=images[probe],
+                                labels=labels[probe])
         matrix = confusion_matrix(labels, classes, len(info.class_names))
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         evaluated = dict(metrics)
@@ -127,15 +109,16 @@ def export_model(
         return {
             **(extra or {}),
             **sections,
-            "format_version": FORMAT_VERSION,
+            "format_version": directory.FORMAT_VERSION,
             "config": config,
             "dataset": info.to_dict(),
-            "preprocessing": preprocessing_record(height, width, channels, info.mean, info.std),
+            "preprocessing": saved_model.preprocessing_record(height, width, channels, info.mean,
+                                                              info.std),
             "metrics": evaluated,
             "evaluation": {
                 "endpoint": "serving_default",
-                "batch_size": EVAL_BATCH_SIZE,
-                "test_set": TEST_SET_FILE if store_test_set else None,
+                "batch_size": directory.EVAL_BATCH_SIZE,
+                "test_set": directory.TEST_SET_FILE if store_test_set else None,
                 "content_sha256": content_sha256(images, labels),
                 "examples": int(len(labels)),
                 "label_smoothing": label_smoothing,
@@ -149,12 +132,12 @@ def export_model(
             },
             "golden": {
                 "indices": probe.tolist(),
-                "images_file": None if store_test_set else GOLDEN_FILE,
+                "images_file": None if store_test_set else directory.GOLDEN_FILE,
                 "probabilities": golden.tolist(),
                 "tolerance": GOLDEN_TOLERANCE,
             },
-            "versions": versions(),
-            "hardware": hardware(),
+            "versions": directory.versions(),
+            "hardware": directory.hardware(),
         }
 
-    return write_export(output, contents)
+    return directory.write_export(output, contents)

@@ -24,23 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns.export.directory import (
-    FORMAT_VERSION,
-    GOLDEN_FILE,
-    MODEL_FILE,
-    ExportError,
-    hardware,
-    versions,
-    write_export,
-)
-from keras_cnns.export.saved_model import (
-    load_serving,
-    model_input_shape,
-    preprocessing_record,
-    run_serving,
-    save_keras_file,
-    write_saved_model,
-)
+from keras_cnns.export import directory, saved_model
 
 PROBE_IMAGES = 4
 PROBE_SEED = 0
@@ -72,16 +56,16 @@ def export_converted(
         class_names: one name per logit.
         conversion: what to record about the weights' origin (source file, logits gap, ...).
     """
-    height, width, channels = model_input_shape(model)
+    height, width, channels = saved_model.model_input_shape(model)
     class_names = [str(name) for name in class_names]
     classes = int(model.outputs[0].shape[-1])
     if len(class_names) != classes:
-        raise ExportError(
+        raise directory.ExportError(
             f"The model has {classes} outputs but {len(class_names)} class names were given."
         )
     mean, std = [float(m) for m in mean], [float(s) for s in std]
     if len(mean) != len(std) or len(mean) not in (1, 3) or min(std) <= 0:
-        raise ExportError(
+        raise directory.ExportError(
             f"mean and std need 1 or 3 values each, std positive; got {mean} and {std}."
         )
     probe = np.random.default_rng(PROBE_SEED).integers(
@@ -89,29 +73,30 @@ def export_converted(
     )
 
     def contents(tmp_dir: Path) -> dict[str, Any]:
-        write_saved_model(model, tmp_dir, mean=mean, std=std, class_names=class_names)
-        save_keras_file(model, tmp_dir / MODEL_FILE)
-        golden, _ = run_serving(load_serving(tmp_dir), probe, batch_size=len(probe))
-        np.savez_compressed(tmp_dir / GOLDEN_FILE, images=probe,
+        saved_model.write_saved_model(model, tmp_dir, mean=mean, std=std, class_names=class_names)
+        saved_model.save_keras_file(model, tmp_dir / directory.MODEL_FILE)
+        serving = saved_model.load_serving(tmp_dir)
+        golden, _ = saved_model.run_serving(serving, probe, batch_size=len(probe))
+        np.savez_compressed(tmp_dir / directory.GOLDEN_FILE, images=probe,
                             labels=np.zeros(len(probe), np.int64))
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": directory.FORMAT_VERSION,
             "kind": "converted",
             "config": {"model": model.name, "image_size": height if height == width else None},
             "conversion": dict(conversion or {}),
             "dataset": {"name": "converted", "class_names": class_names, "mean": mean,
                         "std": std, "channels": channels, "num_classes": classes},
-            "preprocessing": preprocessing_record(height, width, channels, mean, std),
+            "preprocessing": saved_model.preprocessing_record(height, width, channels, mean, std),
             "metrics": None,
             "evaluation": None,
             "golden": {
                 "indices": list(range(len(probe))),
-                "images_file": GOLDEN_FILE,
+                "images_file": directory.GOLDEN_FILE,
                 "probabilities": golden.tolist(),
                 "tolerance": 1e-6,
             },
-            "versions": versions(),
-            "hardware": hardware(),
+            "versions": directory.versions(),
+            "hardware": directory.hardware(),
         }
 
-    return write_export(output, contents)
+    return directory.write_export(output, contents)
