@@ -7,42 +7,22 @@ printed before TensorFlow is imported, so they carry none of its start-up lines.
 from __future__ import annotations
 
 import argparse
-import atexit
 import math
 import os
-import re
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-# TensorFlow's native libraries log before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
-# cannot silence them: informational lines, and the warnings any start-up prints (CUDA probes
-# on machines without a GPU, TensorRT's absence, the LiteRT converter's ignored options).
-# Any other warning may be about this run, so it stays.
-_NATIVE_NOISE = re.compile(
-    rb"^(?:WARNING: All log messages before absl::InitializeLog"
-    rb"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
-    rb"|[WE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ (?:cuda_\w+\.cc:\d+\] failed call to cuInit"
-    rb"|\S+:\d+\] TF-TRT Warning: Could not find TensorRT"
-    rb"|tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored \w+\.$))"
+# verify.py must run as a lone file, so the console helpers every command shares live there
+# and are used from there, not copied.
+from keras_cnns.serving.verify import (  # noqa: F401  (used by every command)
+    OneLineParser,
+    is_native_noise,
+    quiet_native_logs,
 )
 
+quiet_tensorflow = quiet_native_logs
 
-def is_native_noise(line: bytes) -> bool:
-    """Whether quiet_tensorflow drops this line of native stderr."""
-    return _NATIVE_NOISE.match(line) is not None
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
-
-    def error(self, message):
-        # A range error of `integer` or `number` reads "--seed must be ..." rather than
-        # argparse's "argument --seed: must be ...".
-        message = re.sub(r"^argument (\S+): must ", r"\1 must ", message)
-        sentence = message[0].upper() + message[1:]
-        self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
 
 
 SEEDS = (0, 2**32 - 1)  # what NumPy and TensorFlow accept as a seed
@@ -116,36 +96,6 @@ def _bounds(low, high, above=None) -> str:
 def note_writer(prog: str):
     """One `PROG: note: ...` line on stderr per call."""
     return lambda message: sys.stderr.write(f"{prog}: note: {message}\n")
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter off stderr; call before TensorFlow is imported.
-
-    Set KERAS_CNNS_NATIVE_LOGS=1 to see every native log line.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("KERAS_CNNS_NATIVE_LOGS") == "1":
-        return
-    read_fd, write_fd = os.pipe()
-    original = os.dup(2)
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-
-    def pump():
-        with os.fdopen(read_fd, "rb") as lines:
-            for line in lines:
-                if not is_native_noise(line):
-                    os.write(original, line)
-
-    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
-    thread.start()
-
-    def restore():
-        sys.stderr.flush()
-        os.dup2(original, 2)  # drops the pipe's last writer, so the pump reads to the end
-        thread.join(timeout=5)
-
-    atexit.register(restore)
 
 
 # By name, so that importing this module stays free of TensorFlow.

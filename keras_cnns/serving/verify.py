@@ -45,11 +45,31 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+# TensorFlow's native libraries log before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
+# cannot silence them: informational lines, and the warnings any start-up prints (CUDA probes
+# on machines without a GPU, TensorRT's absence, the LiteRT converter's ignored options).
+# Any other warning may be about this run, so it stays.
+_NATIVE_NOISE = re.compile(
+    rb"^(?:WARNING: All log messages before absl::InitializeLog"
+    rb"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+    rb"|[WE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ (?:cuda_\w+\.cc:\d+\] failed call to cuInit"
+    rb"|\S+:\d+\] TF-TRT Warning: Could not find TensorRT"
+    rb"|tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored \w+\.$))"
+)
+
+def is_native_noise(line: bytes) -> bool:
+    """Whether quiet_tensorflow drops this line of native stderr."""
+    return _NATIVE_NOISE.match(line) is not None
+
+
 def quiet_native_logs() -> None:
-    """Drop TensorFlow's native start-up lines (they precede absl, so TF_CPP_MIN_LOG_LEVEL
-    misses them); a stand-alone copy of keras_cnns.commands.cli.quiet_tensorflow."""
+    """Keep TensorFlow's start-up chatter off stderr; call before TensorFlow is imported.
+
+    Set KERAS_CNNS_NATIVE_LOGS=1 to see every native log line.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    noise = re.compile(rb"^(WARNING: All log messages before absl|[IW]\d{4} |E\d{4} .*cuInit)")
+    if os.environ.get("KERAS_CNNS_NATIVE_LOGS") == "1":
+        return
     read_fd, write_fd = os.pipe()
     original = os.dup(2)
     os.dup2(write_fd, 2)
@@ -58,15 +78,15 @@ def quiet_native_logs() -> None:
     def pump():
         with os.fdopen(read_fd, "rb") as lines:
             for line in lines:
-                if not noise.match(line):
+                if not is_native_noise(line):
                     os.write(original, line)
 
-    thread = threading.Thread(target=pump, daemon=True)
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
     thread.start()
 
-    def restore():  # let the pump pass on the last lines (our own error among them)
+    def restore():
         sys.stderr.flush()
-        os.dup2(original, 2)
+        os.dup2(original, 2)  # drops the pipe's last writer, so the pump reads to the end
         thread.join(timeout=5)
 
     atexit.register(restore)
@@ -531,11 +551,14 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line and exit 2 (commands/cli.py's, repeated: this file stands
-    alone)."""
+    """argparse, but a usage error is one line (`PROG: error: Sentence.`) and exit 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message[0].upper()}{message[1:].rstrip('.')}.\n")
+        # A range error of `integer` or `number` reads "--seed must be ..." rather than
+        # argparse's "argument --seed: must be ...".
+        message = re.sub(r"^argument (\S+): must ", r"\1 must ", message)
+        sentence = message[0].upper() + message[1:]
+        self.exit(2, f"{self.prog}: error: {sentence.rstrip('.')}.\n")
 
 
 def main(argv=None, prog: str = PROG) -> int:
