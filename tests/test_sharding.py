@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_cnns.config import ConfigError, RunConfig
-from keras_cnns.models import build_model
+from keras_cnns.models import build_model, list_models
 from keras_cnns.training import sharding
 
 
@@ -150,11 +150,18 @@ def test_threads_that_can_no_longer_change_are_said_not_swallowed(capsys):
     threading = tf.config.threading
     before = (threading.get_intra_op_parallelism_threads(),
               threading.get_inter_op_parallelism_threads())
-    sharding.configure_threads(before[1] + 5)
-    err = capsys.readouterr().err
-    assert f"cannot change them, so these {before[1] + 5} batch shards run with them" in err
-    sharding.configure_threads(1 if before == (0, 0) else before[1])  # what it has: no note
-    assert capsys.readouterr().err == ""
+    note = sharding.configure_threads(before[1] + 5)
+    assert f"cannot change them, so these {before[1] + 5} batch shards run with them" in note
+    # What it has: no note.
+    assert sharding.configure_threads(1 if before == (0, 0) else before[1]) is None
+    # prepare prints the note, or hands it to a caller that prints it after its other checks.
+    config = RunConfig(model=list_models()[0], batch_shards=before[1] + 5,
+                       batch_size=16 * (before[1] + 5)).resolve()
+    notes = []
+    sharding.prepare(config, notes=notes)
+    assert capsys.readouterr().err == "" and any("cannot change them" in n for n in notes)
+    sharding.prepare(config)
+    assert "note: TensorFlow already runs with" in capsys.readouterr().err
 
 
 def test_the_sharded_steps_use_only_public_keras_api():

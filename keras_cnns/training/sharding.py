@@ -111,27 +111,38 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def prepare(config: RunConfig, strategy=None) -> int:
+def prepare(config: RunConfig, strategy=None, notes: list[str] | None = None) -> int:
     """The run's batch shards, with TensorFlow's threads set for them: call it before the run
-    makes any TensorFlow op (a `ConfigError` for a count that cannot apply comes first too)."""
+    makes any TensorFlow op (a `ConfigError` for a count that cannot apply comes first too).
+
+    Its notes go into `notes` when given, so that a caller can print them once the run's
+    other checks have passed (a refused run then says one sentence only); else to stderr.
+    """
+    notes_given = notes is not None
+    notes = [] if notes is None else notes
     from keras_cnns.training.strategy import strategy_kind
 
     kind = strategy_kind(config.strategy) if strategy is None else strategy_kind_of(strategy)
     shards = resolve_shards(config, kind, has_gpu=has_gpu())
     note = crowding_note(shards, config.batch_size)
     if note:
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    configure_threads(shards)
+        notes.append(note)
+    note = configure_threads(shards)
+    if note:
+        notes.append(note)
+    if not notes_given:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
     return shards
 
 
-def configure_threads(shards: int) -> None:
+def configure_threads(shards: int) -> str | None:
     """Give TensorFlow one intra-op thread and `shards` inter-op threads when `shards` > 1, and
     its own choice (0) again for one shard.
 
     TensorFlow fixes its thread pools when it first runs an op: a process that already ran one
     (the second cell of an ablation) keeps its pools, and a note says so; the shards still
-    compute the same result, only at another speed.
+    compute the same result, only at another speed. Returns that note, or None.
     """
     import tensorflow as tf
 
@@ -139,15 +150,16 @@ def configure_threads(shards: int) -> None:
     intra, inter = (1, shards) if shards > 1 else (0, 0)
     if (threading.get_intra_op_parallelism_threads(),
             threading.get_inter_op_parallelism_threads()) == (intra, inter):
-        return
+        return None
     try:
         threading.set_intra_op_parallelism_threads(intra)
         threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
-        print(f"note: TensorFlow already runs with {threading.get_intra_op_parallelism_threads()}"
-              f" intra-op and {threading.get_inter_op_parallelism_threads()} inter-op threads in "
-              f"this process and cannot change them, so these {shards} batch shards run with "
-              "them: the same result, at another speed.", file=sys.stderr, flush=True)
+        return (f"TensorFlow already runs with {threading.get_intra_op_parallelism_threads()}"
+                f" intra-op and {threading.get_inter_op_parallelism_threads()} inter-op threads "
+                f"in this process and cannot change them, so these {shards} batch shards run "
+                "with them: the same result, at another speed.")
+    return None
 
 
 def install(model: keras.Model, shards: int) -> None:

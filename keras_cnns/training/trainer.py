@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -138,7 +139,8 @@ def train(
     check_run(config, own_export=unfinished is not None and config.output is not None
               and Path(config.output).exists()
               and not _exported_by_other(Path(config.output), unfinished))
-    shards = sharding.prepare(config, strategy)  # before any TensorFlow op: it sets threads
+    shard_notes: list[str] = []
+    shards = sharding.prepare(config, strategy, shard_notes)  # before any TensorFlow op
     config = dataclasses.replace(config, batch_shards=shards)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -163,6 +165,8 @@ def train(
     # Every worker finds the same unfinished run (the run directory must be on a filesystem
     # they share, as tf.distribute's BackupAndRestore requires); only the chief writes in it.
     config, run_dir, how = run_dirs.prepare_run_dir(config, identity, writer=chief)
+    for note in shard_notes:  # once every refusal has had its turn
+        print(f"note: {note}", file=sys.stderr, flush=True)
     # A run directory written before the count was recorded gives back its config's 0.
     config = dataclasses.replace(config, batch_shards=shards)
     try:

@@ -272,9 +272,9 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
         raise ConfigError(f"max_trials must be at least 1, got {max_trials}.")
     directory = Path(directory)
     part = role()
-    strategy, shards = None, 1
+    strategy, shards, shard_notes = None, 1, []
     if part != "chief":  # the chief only serves the oracle; it never trains
-        shards = sharding.prepare(config)  # before any TensorFlow op: it sets the threads
+        shards = sharding.prepare(config, notes=shard_notes)  # before any TensorFlow op
         strategy, kind = make_strategy(config.strategy)
         if kind == "multi_worker":
             raise ConfigError(
@@ -290,6 +290,8 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
         _join_chiefs_search(directory, config, space, tuner, log)
     else:
         _claim_directory(directory, config, space, tuner, overwrite)
+    for note in shard_notes:  # once every refusal has had its turn
+        log(f"note: {note}")
     # Only the chief may start over: a worker deleting the shared directory would wipe
     # the oracle's state under it.
     made = make_tuner(hypermodel, tuner, max_trials, directory, strategy=strategy,
