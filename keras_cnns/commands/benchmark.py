@@ -16,16 +16,23 @@ from keras_cnns.commands.cli import OneLineParser, integer, user_errors
 PROG = "benchmark.py"
 
 
-def build_parser(prog: str = PROG) -> OneLineParser:
-    from keras_cnns.measure.isa import ISA_CHOICES
-    from keras_cnns.measure.throughput import CASES, EPOCH_FLOPS, MIN_STEPS
+def measurement_parser(prog: str, description: str) -> OneLineParser:
+    """The flags benchmark and profile share: which model, at what size, on which data."""
     from keras_cnns.models import default_model, list_models
 
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--model", default=default_model(), choices=list_models())
     parser.add_argument("--image-size", type=integer(1), default=96)
     parser.add_argument("--batch-size", type=integer(1), default=128)
     parser.add_argument("--dataset", default="synthetic")
+    return parser
+
+
+def build_parser(prog: str = PROG) -> OneLineParser:
+    from keras_cnns.measure.isa import ISA_CHOICES
+    from keras_cnns.measure.throughput import CASES, EPOCH_FLOPS, MIN_STEPS
+
+    parser = measurement_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--steps", type=integer(1),
                         help=f"steps per timed epoch (default: about {EPOCH_FLOPS:.1e} training "

@@ -7,6 +7,7 @@ into the same categories on both sides, and prints them with the bound on what f
 work on our side could buy (keras_cnns/measure/profiling.py says how).
 """
 
+from keras_cnns.commands.benchmark import measurement_parser
 from keras_cnns.commands.cli import OneLineParser, integer, user_errors
 
 PROG = "profile_step.py"
@@ -14,13 +15,8 @@ PROG = "profile_step.py"
 
 def build_parser(prog: str = PROG) -> OneLineParser:
     from keras_cnns.measure.isa import ISA_CHOICES
-    from keras_cnns.models import default_model, list_models
 
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=default_model(), choices=list_models())
-    parser.add_argument("--image-size", type=integer(1), default=96)
-    parser.add_argument("--batch-size", type=integer(1), default=128)
-    parser.add_argument("--dataset", default="synthetic")
+    parser = measurement_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--steps", type=integer(1),
                         help="traced steps (default: from the model's FLOPs, 10 to 100)")
     parser.add_argument("--layout", choices=("nchw", "cl"), default="nchw",
