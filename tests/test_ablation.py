@@ -138,6 +138,7 @@ def test_command_line_choices_apply_to_every_cell():
     ("change", "message"),
     [
         ({"colour": "red"}, "unknown key 'colour'"),
+        ({"description": ["a"]}, r"description must be a string, got \['a'\]\.$"),
         ({"cells": [{"name": "a", "model": "lenet", "activation": "relu"}]},
          "'activation' is not a RunConfig field"),
         ({"cells": [{"name": "a", "model": "lenet", "dropout": 2}]}, "cell 'a': dropout"),
@@ -287,6 +288,17 @@ def test_a_run_killed_before_its_sidecar_is_read_back(tmp_path, fake_trainer, mo
                         lambda row, run_dir, source: rebuilt.append(run_dir))
     run(grid, output)
     assert rebuilt == [sidecar.parent] and len(fake_trainer.calls) == 1
+
+
+def test_a_wrong_field_in_a_finished_runs_metrics_is_one_sentence(tmp_path, fake_trainer):
+    grid = grid_lib.load_grid(grid_lib.preset_path("quick"), cells=["lenet-modern"])
+    output = tmp_path / "results"
+    run(grid, output)
+    (metrics,) = output.glob(f"runs/*/{run_dirs.DONE_FILE}")
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_accuracy": "0.9"}))
+    with pytest.raises(ConfigError) as error:
+        run(grid, output)
+    assert str(error.value) == f"{metrics}'s test_accuracy must be a number in [0, 1], got '0.9'."
 
 
 def test_extra_seeds_only_within_the_budget():

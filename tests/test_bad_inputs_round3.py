@@ -310,11 +310,13 @@ CASES = [
          "is not valid JSON"),
     Case("TU_other_model", "tune", TUNE.replace("lenet", "alexnet") + "{fx}/s_lenet", 2,
          "holds another search"),
-    Case("TU_s_list", "tune", TUNE + "{fx}/s_list", 2, "its search.json is unreadable"),
-    Case("TU_s_badjson", "tune", TUNE + "{fx}/s_badjson", 2, "its search.json is unreadable"),
-    Case("TU_s_nocfg", "tune", TUNE + "{fx}/s_nocfg", 2, "holds another search"),
-    Case("TU_s_tuner_int", "tune", TUNE + "{fx}/s_tuner_int", 2, "tuner 5 there, random here"),
-    Case("TU_s_space_str", "tune", TUNE + "{fx}/s_space_str", 2, "holds another search"),
+    Case("TU_s_list", "tune", TUNE + "{fx}/s_list", 2, "search.json must be an object, got [1, 2]"),
+    Case("TU_s_badjson", "tune", TUNE + "{fx}/s_badjson", 2, "search.json is not valid JSON"),
+    Case("TU_s_nocfg", "tune", TUNE + "{fx}/s_nocfg", 2, "search.json has no config"),
+    Case("TU_s_tuner_int", "tune", TUNE + "{fx}/s_tuner_int", 2,
+         "search.json's tuner must be a non-empty string, got 5"),
+    Case("TU_s_space_str", "tune", TUNE + "{fx}/s_space_str", 2,
+         "search.json's space must be an object, got 'abc'"),
     Case("TU_space_dir", "tune", "--model lenet --max-trials 1 --epochs 1 --run-dir {tmp}/runs "
          "--directory {tmp}/t --space {fx}/emptydir", 2, "is not valid JSON"),
     Case("F3_ro_rundir", "train", "--model lenet --epochs 1 --run-dir /sys/kernel/r3 "

@@ -104,6 +104,26 @@ def test_a_damaged_newest_state_falls_back_to_the_one_before(tmp_path):
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("epochs_done", "x", "state.json's epochs_done must be a whole number >= 0, got 'x'"),
+    ("history", [{"loss": [0.5]}], "state.json's history[0]['loss'] must be a finite number, "
+                                    "got [0.5]"),
+])
+def test_a_state_with_a_wrong_field_is_passed_over_and_named(tmp_path, field, value, named):
+    from keras_cnns.training import run_state
+
+    model, optimizer = _tiny_model()
+    recorder = run_state.EpochRecorder(tmp_path, tmp_path / "backup")
+    recorder.end_epoch(0, {"loss": 1.0, "val_accuracy": 0.5}, model, optimizer)
+    recorder.end_epoch(1, {"loss": 0.5, "val_accuracy": 0.4}, model, optimizer)
+    newest = tmp_path / "backup" / "epoch-0002" / run_state.STATE_FILE
+    newest.write_text(json.dumps({**json.loads(newest.read_text()), field: value}))
+
+    state, note = run_state.restore(tmp_path / "backup", *_tiny_model())
+    assert state.epochs_done == 1
+    assert note.endswith(f"; passed over damaged epoch-0002 ({named})")
+
+
 def test_no_state_with_nan_is_ever_committed(tmp_path):
     from keras_cnns.training import run_state
 

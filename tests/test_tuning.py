@@ -132,6 +132,21 @@ def test_where_a_search_writes_is_not_what_it_searches(tmp_path):
     _claim_directory(tmp_path, placed, space, "random", overwrite=False)
 
 
+def test_a_search_json_with_a_wrong_field_is_refused_naming_it(tmp_path):
+    from keras_cnns.tuning.search import SEARCH_FILE, _claim_directory
+
+    config, space = tiny_config("lenet"), tuning.default_space("lenet")
+    _claim_directory(tmp_path, config, space, "random", overwrite=False)
+    record = json.loads((tmp_path / SEARCH_FILE).read_text())
+    (tmp_path / SEARCH_FILE).write_text(json.dumps({**record, "config": ["lenet"]}))
+    with pytest.raises(ConfigError) as error:
+        _claim_directory(tmp_path, config, space, "random", overwrite=False)
+    assert str(error.value) == (f"{tmp_path / SEARCH_FILE}'s config must be an object, got "
+                                "['lenet']; start over with --overwrite, or choose another "
+                                "--directory.")
+    _claim_directory(tmp_path, config, space, "random", overwrite=True)
+
+
 # -- searches -------------------------------------------------------------------------------
 
 

@@ -106,6 +106,8 @@ def load_grid(
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"{where}: name must be lower-case letters, digits, '.', '_' or '-'.")
     description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description must be a string, got {description!r}.")
     grid_seeds = _positive_int(raw.get("seeds", 3), "seeds", where)
     budget = raw.get("seed_budget_minutes", 10)
     if seed_budget_minutes is not None:
@@ -141,7 +143,7 @@ def load_grid(
                 f"{where} has no cell {unknown[0]!r}; its cells are: {', '.join(names)}."
             )
         built = [cell for cell in built if cell.name in cells]
-    return Grid(name, _with_overrides(str(description), overrides or {}), tuple(built),
+    return Grid(name, _with_overrides(description, overrides or {}), tuple(built),
                 float(budget))
 
 

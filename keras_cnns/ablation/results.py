@@ -8,7 +8,6 @@ from memory, so a second pass over the same directory writes the same report.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import platform
@@ -17,8 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.config import RunConfig
+from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.machine import cpu_facts
+from keras_cnns.serving.verify import (
+    ACCURACY,
+    NUMBER,
+    POSITIVE_INTEGER,
+    TEXT,
+    Maybe,
+    Rule,
+    check_schema,
+    or_null,
+)
 
 SIDECAR = "ablation.json"  # per run: what the trainer does not record (clean train accuracy, ...)
 BEST_SHARE = 0.95  # "epochs to 95% of the best validation accuracy"
@@ -117,11 +126,35 @@ def _round(value, digits):
     return None if value is None else round(float(value), digits)
 
 
+# What the ablation reads back from a finished run's metrics.json and from its sidecar.
+METRICS_SCHEMA = {
+    "test_accuracy": ACCURACY,
+    "train_seconds": Maybe(NUMBER),
+    "strategy": Maybe(TEXT),
+    "replicas": Maybe(POSITIVE_INTEGER),
+}
+STRING = Rule("a string", lambda v: isinstance(v, str))
+SIDECAR_SCHEMA = {
+    "train_accuracy": Maybe(or_null(ACCURACY)),
+    "wall_seconds": Maybe(or_null(NUMBER)),
+    "device": Maybe(STRING),
+    "machine": Maybe(STRING),
+}
+
+
+def read_checked(path: Path, schema) -> Any:
+    """The JSON in `path`, checked against `schema`; else a ConfigError, one sentence naming
+    the file and the field."""
+    document = read_json_file(path, "File")
+    check_schema(document, schema, str(path), ConfigError)
+    return document
+
+
 def fill_from_run_dir(row: RunRow, run_dir: Path, results_dir: Path) -> RunRow:
     """Fill a finished run's numbers from its `metrics.json`, `history.csv` and sidecar."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_checked(run_dir / "metrics.json", METRICS_SCHEMA)
     sidecar_path = run_dir / SIDECAR
-    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+    sidecar = read_checked(sidecar_path, SIDECAR_SCHEMA) if sidecar_path.exists() else {}
     history = read_val_history(run_dir / "history.csv")
     row.status = "finished"
     row.run_dir = os.path.relpath(run_dir, results_dir)

@@ -14,7 +14,6 @@ cell's first run, so a partial grid already has every row of the table.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -22,17 +21,24 @@ from pathlib import Path
 
 from keras_cnns.ablation.grid import Cell, Grid
 from keras_cnns.ablation.results import (
+    METRICS_SCHEMA,
     SIDECAR,
+    STRING,
     RunRow,
     describe_device,
     describe_machine,
     fill_from_run_dir,
+    read_checked,
 )
 from keras_cnns.config import ConfigError
+from keras_cnns.serving.verify import TEXT, EachEntry, EachItem
 from keras_cnns.training import run_dir as run_dirs
 
 FAILURES_FILE = "failures.json"
 GRID_FILE = "grid.json"
+# What is read back of failures.json (config identity -> the failure) and of grid.json.
+FAILURES_SCHEMA = EachEntry(TEXT, {"error": STRING})
+GRID_RECORD_SCHEMA = {"name": TEXT, "datasets": EachItem(TEXT)}
 
 
 def default_output(
@@ -47,9 +53,9 @@ def default_output(
     candidates = []
     for marker in [] if fresh else Path(root).glob(f"ablation-{slug}-*/{GRID_FILE}"):
         try:
-            if _grid_key_of(json.loads(marker.read_text())) == key:
+            if _grid_key_of(read_checked(marker, GRID_RECORD_SCHEMA)) == key:
                 candidates.append(marker.parent)
-        except (OSError, ValueError):
+        except ConfigError:  # not a results directory this version wrote: leave it alone
             continue
     if candidates:
         return max(candidates, key=lambda path: path.name), True
@@ -66,7 +72,7 @@ def _grid_key(grid: Grid) -> list:
 
 
 def _grid_key_of(saved: dict) -> list:
-    return [saved.get("name"), saved.get("datasets")]
+    return [saved["name"], saved["datasets"]]
 
 
 @dataclasses.dataclass
@@ -132,7 +138,7 @@ def finished_runs(results_dir: Path) -> dict[str, Path]:
 
 def read_failures(results_dir: Path) -> dict[str, dict]:
     path = results_dir / FAILURES_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_checked(path, FAILURES_SCHEMA) if path.exists() else {}
 
 
 def seeds_allowed(cell: Cell, first: RunRow, budget_minutes: float) -> int:
@@ -256,7 +262,7 @@ def _write_sidecar_afresh(row: RunRow, run_dir: Path, source) -> None:
         **config.model_options(),
     )
     model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-    metrics = json.loads((run_dir / run_dirs.DONE_FILE).read_text())
+    metrics = read_checked(run_dir / run_dirs.DONE_FILE, METRICS_SCHEMA)
     sidecar = {
         "train_accuracy": measure_train_accuracy(model, config, source),
         "wall_seconds": metrics.get("train_seconds"),

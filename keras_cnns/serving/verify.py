@@ -190,21 +190,41 @@ class Rule(NamedTuple):
 
 
 class EachEntry(NamedTuple):
-    """An object of any keys (the files table), each key and each value meeting its rule."""
+    """An object of any keys (the files table), each key meeting `key`, each value `value`."""
 
     key: Rule
-    value: Rule
+    value: Any
+
+
+class EachItem(NamedTuple):
+    """A list, each item meeting `item` (a history's rows)."""
+
+    item: Any
+
+
+class Maybe(NamedTuple):
+    """A key an object may lack; where it is there, its value meets `part`."""
+
+    part: Any
+
+
+def or_null(rule: Rule) -> Rule:
+    return Rule(f"null or {rule.want}", lambda v: v is None or rule.holds(v))
 
 
 TEXT = Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
+NUMBER = Rule("a finite number", _is_number)
 NUMBERS = Rule("a non-empty list of numbers", lambda v: _list_of(_is_number, v, 1))
+COUNT = Rule("a whole number >= 0", lambda v: _is_int(v) and v >= 0)
 POSITIVE_INTEGER = Rule("a positive integer", lambda v: _is_int(v) and v >= 1)
+ACCURACY = Rule("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)
 SHA256 = Rule("a sha256 (64 hex digits)",
               lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)
 FILE_IN_EXPORT = Rule("a file name inside the export", _inside)
-NULL_OR_FILE = Rule("null or a file name inside the export", lambda v: v is None or _inside(v))
+NULL_OR_FILE = or_null(FILE_IN_EXPORT)
 
-# A dict is an object that must hold those keys (others may be there too); a Rule a value.
+# A dict is an object that must hold its keys but those under Maybe (others may be there
+# too); a Rule is a value. Other files the project reads back write their schemas this way.
 MANIFEST_SCHEMA = {
     "format_version": Rule(f"{FORMAT_VERSION}, the format this reader knows",
                            lambda v: _is_int(v) and v == FORMAT_VERSION),
@@ -239,7 +259,7 @@ MANIFEST_SCHEMA = {
         "test_set": NULL_OR_FILE,
     },
     "metrics": {
-        "test_accuracy": Rule("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+        "test_accuracy": ACCURACY,
         "test_loss": Rule("a number >= 0", lambda v: _is_number(v) and v >= 0),
     },
 }
@@ -259,26 +279,44 @@ def _shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check(schema, value, field: str, error: type[Exception]) -> None:
+def _check(schema, value, field: str, subject: str, error: type[Exception]) -> None:
+    named = f"{subject}'s {field}" if field else subject
     if isinstance(schema, Rule):
         if not schema.holds(value):
-            raise error(f"The manifest's {field} must be {schema.want}, got {_shown(value)}.")
+            raise error(f"{named} must be {schema.want}, got {_shown(value)}.")
+        return
+    if isinstance(schema, EachItem):
+        if not isinstance(value, list):
+            raise error(f"{named} must be a list, got {_shown(value)}.")
+        for index, item in enumerate(value):
+            _check(schema.item, item, f"{field}[{index}]", subject, error)
         return
     if not isinstance(value, dict):
-        raise error(f"The manifest's {field} must be an object, got {_shown(value)}.")
+        raise error(f"{named} must be an object, got {_shown(value)}.")
     if isinstance(schema, EachEntry):
         for key, item in value.items():
             if not schema.key.holds(key):
-                raise error(f"The manifest's {field} lists {key!r}, which is not "
-                            f"{schema.key.want}.")
-            _check(schema.value, item, f"{field}[{key!r}]", error)
+                raise error(f"{named} lists {key!r}, which is not {schema.key.want}.")
+            _check(schema.value, item, f"{field}[{key!r}]", subject, error)
         return
     for key, part in schema.items():
         where = f"{field}.{key}" if field else key
+        if isinstance(part, Maybe):
+            part = part.part
+            if key not in value:
+                continue
         if key not in value:
-            want = part.want if isinstance(part, Rule) else "an object"
-            raise error(f"The manifest has no {where}; it must be {want}.")
-        _check(part, value[key], where, error)
+            want = (part.want if isinstance(part, Rule)
+                    else "a list" if isinstance(part, EachItem) else "an object")
+            raise error(f"{subject} has no {where}; it must be {want}.")
+        _check(part, value[key], where, subject, error)
+
+
+def check_schema(document, schema, subject: str, error: type[Exception] = VerifyError) -> None:
+    """Raise `error`, one sentence naming the field ("{subject}'s a.b must be ..."), unless
+    `document` meets `schema` (see MANIFEST_SCHEMA). The one checker of every file the project
+    reads back: each reader writes its file's schema as data beside it."""
+    _check(schema, document, "", subject, error)
 
 
 def check_manifest(manifest, error: type[Exception] = VerifyError) -> None:
@@ -286,7 +324,7 @@ def check_manifest(manifest, error: type[Exception] = VerifyError) -> None:
     (CONVERTED_SCHEMA for converted weights) and gives one probability per class name to each
     golden index. Every reader of an export checks its manifest here before anything else."""
     schema = CONVERTED_SCHEMA if manifest.get("kind") == "converted" else MANIFEST_SCHEMA
-    _check(schema, manifest, "", error)
+    check_schema(manifest, schema, "The manifest", error)
     golden, classes = manifest["golden"], len(manifest["dataset"]["class_names"])
     if len(golden["probabilities"]) != len(golden["indices"]):
         raise error(f"The manifest's golden.probabilities has {len(golden['probabilities'])} "

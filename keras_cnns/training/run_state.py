@@ -35,6 +35,18 @@ from typing import Any
 import numpy as np
 
 from keras_cnns import files
+from keras_cnns.serving.verify import (
+    COUNT,
+    NUMBER,
+    POSITIVE_INTEGER,
+    SHA256,
+    TEXT,
+    EachEntry,
+    EachItem,
+    Maybe,
+    check_schema,
+    or_null,
+)
 
 STATE_FILE = "state.json"
 VARIABLES_FILE = "variables.npz"
@@ -148,19 +160,38 @@ def _best_epoch(directory: Path) -> int | None:
         return None
 
 
-def _read_state(directory: Path) -> RunState | None:
+# What a resume reads from state.json; the fields under Maybe came later, so older states lack
+# them and take their RunState defaults.
+STATE_SCHEMA = {
+    "epochs_done": COUNT,
+    "history": EachItem(EachEntry(TEXT, NUMBER)),
+    "best_value": Maybe(or_null(NUMBER)),
+    "best_epoch": Maybe(or_null(POSITIVE_INTEGER)),
+    "epochs_without_gain": Maybe(COUNT),
+    "batch_shards": Maybe(COUNT),
+    "variables_sha256": SHA256,
+}
+
+
+class DamagedStateError(Exception):
+    """Why a committed state cannot be resumed from, in one sentence."""
+
+
+def _read_state(directory: Path) -> RunState:
+    """The state committed in `directory`, checked against STATE_SCHEMA and its variables'
+    sha256; else DamagedStateError."""
     try:
         record = json.loads((directory / STATE_FILE).read_text())
         payload = (directory / VARIABLES_FILE).read_bytes()
+    except FileNotFoundError as error:
+        raise DamagedStateError(f"{Path(error.filename).name} is missing.") from None
     except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or sha256_bytes(payload) != record.get("variables_sha256"):
-        return None
+        raise DamagedStateError(f"{STATE_FILE} is not readable JSON.") from None
+    check_schema(record, STATE_SCHEMA, STATE_FILE, DamagedStateError)
+    if sha256_bytes(payload) != record["variables_sha256"]:
+        raise DamagedStateError(f"{VARIABLES_FILE} does not match its sha256 in {STATE_FILE}.")
     fields = {f.name for f in dataclasses.fields(RunState)}
-    try:
-        return RunState(**{k: v for k, v in record.items() if k in fields})
-    except TypeError:
-        return None
+    return RunState(**{k: v for k, v in record.items() if k in fields})
 
 
 def best_weights_path(backup: Path, epoch: int | None) -> Path:
@@ -170,17 +201,20 @@ def best_weights_path(backup: Path, epoch: int | None) -> Path:
 def restore(backup: Path, model, optimizer) -> tuple[RunState | None, str]:
     """Load the newest intact state into `model` and `optimizer`; returns it and what was done.
 
-    States that fail their hash, cannot be read, or whose best weights are missing are passed
-    over (and named in the message); with none left the run starts from scratch.
+    States that cannot be read, fail STATE_SCHEMA or their hash, or whose best weights are
+    missing are passed over (each named in the message with what is wrong); with none left the
+    run starts from scratch.
     """
     passed_over = []
     for directory in state_dirs(backup):
-        state = _read_state(directory)
-        best_ok = state is not None and (
-            state.best_epoch is None or best_weights_path(backup, state.best_epoch).is_file()
-        )
-        if state is None or not best_ok:
-            passed_over.append(directory.name)
+        try:
+            state = _read_state(directory)
+        except DamagedStateError as damage:
+            passed_over.append(f"{directory.name} ({str(damage).rstrip('.')})")
+            continue
+        best = best_weights_path(backup, state.best_epoch)
+        if state.best_epoch is not None and not best.is_file():
+            passed_over.append(f"{directory.name} ({best.name} is missing)")
             continue
         with np.load(directory / VARIABLES_FILE) as saved:
             arrays = [saved[key] for key in sorted(saved.files)]

@@ -40,8 +40,9 @@ import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
 from keras_cnns import files
-from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig
+from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig, read_json_file
 from keras_cnns.preflight import check_run, check_writable_dir
+from keras_cnns.serving.verify import TEXT, check_schema
 from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
@@ -50,6 +51,8 @@ from keras_cnns.tuning.space import SearchSpace
 TUNERS = ("random", "hyperband", "bayesian")
 PROJECT = "trials"
 SEARCH_FILE = "search.json"
+# What _difference compares; an empty dict is any object.
+SEARCH_SCHEMA = {"tuner": TEXT, "space": {}, "config": {}}
 HYPERBAND_FACTOR = 3
 # Written by report.py; removed with --overwrite so that no stale result outlives its search.
 OUTPUT_FILES = ("best.json", "results.csv", "results.png")
@@ -389,14 +392,16 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
     files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
-def _recorded_identity(path: Path) -> Any:
-    """What the search.json at `path` says is searched; None when it cannot be read."""
+def _recorded_identity(path: Path) -> dict[str, Any]:
+    """What the search.json at `path` says is searched, checked against SEARCH_SCHEMA; else a
+    ConfigError naming the file and the field."""
     try:
-        found = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if isinstance(found, dict) and isinstance(found.get("config"), dict):
-        found["config"] = _searched(found["config"])
+        found = read_json_file(path, "Search record")
+        check_schema(found, SEARCH_SCHEMA, str(path), ConfigError)
+    except ConfigError as error:
+        raise ConfigError(f"{str(error).removesuffix('.')}; start over with --overwrite, or "
+                          "choose another --directory.") from None
+    found["config"] = _searched(found["config"])
     return found
 
 
@@ -428,13 +433,11 @@ def _join_chiefs_search(directory: Path, config, space, tuner: str, log: Callabl
 
 
 def _difference(found, wanted) -> str:
-    if not isinstance(found, dict):
-        return f"its {SEARCH_FILE} is unreadable"
-    if found.get("tuner") != wanted["tuner"]:
-        return f"tuner {found.get('tuner')} there, {wanted['tuner']} here"
-    if found.get("space") != wanted["space"]:
+    if found["tuner"] != wanted["tuner"]:
+        return f"tuner {found['tuner']} there, {wanted['tuner']} here"
+    if found["space"] != wanted["space"]:
         return "a different search space"
-    theirs = found.get("config") or {}
+    theirs = found["config"]
     for key, value in wanted["config"].items():
         if theirs.get(key) != value:
             return f"{key} {theirs.get(key)!r} there, {value!r} here"
