@@ -1,8 +1,9 @@
 """What the bad-input tables share: fixtures, the corpus index, and how a row is run.
 
-Used by tests/test_bad_inputs.py (the table) and tests/test_bad_inputs_export.py (the rows that
-need a trained export or a real process). The corpus is `shared/reliability/bad-inputs.tsv`
-(issue 13); `NOT_IN_TABLE` says why a row of it is not a row here.
+Used by tests/test_bad_inputs.py (the table), tests/test_bad_inputs_export.py (the rows that
+need a trained export or a real process) and tests/test_bad_inputs_round3.py (round 3). The
+corpus is `shared/reliability/bad-inputs.tsv` (issue 13); `NOT_IN_TABLE` says why a row of it
+is not a row here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import gzip
 import importlib
 import json
 import os
+import shlex
+import shutil
 import struct
 import sys
 import zlib
@@ -283,3 +286,45 @@ def assert_one_sentence(code, err, expected_code, says, prog):
     assert len(lines) == 1, err
     assert lines[0].startswith(f"{prog}: error: "), lines[0]
     assert says in lines[0], (says, lines[0])
+
+
+def assert_refused_writing_nothing(script_name, argv, code, says, roots, capsys) -> None:
+    """`script_name`'s main(argv) ends in one sentence saying `says`, exit status `code`, and
+    nothing under `roots` appears or changes."""
+    before = snapshot(*roots)
+    got, _, err = run_in_process(script_name, argv, capsys)
+    assert_one_sentence(got, err, code, says, f"{script_name}.py")
+    assert snapshot(*roots) == before
+
+
+def run_case(case, fill, tmp_path: Path, roots, capsys, monkeypatch) -> None:
+    """Run the table row `case` (a `Case` of tests/test_bad_inputs.py; `fill` puts the paths
+    into its placeholders) from an empty current directory, without a cluster's variables."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    if case.setup:
+        name, _, arg = case.setup.partition(":")
+        SETUPS[name](tmp_path, arg, monkeypatch)
+    assert_refused_writing_nothing(case.script, shlex.split(fill(case.args)), case.code,
+                                   fill(case.says), [tmp_path, *roots], capsys)
+
+
+# -- damaged copies of a trained export -----------------------------------------------------------
+def edit_manifest(export_dir: Path, change) -> None:
+    path = export_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def damaged_copy(export: Path, damage, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of `export` at `tmp_path/e` with `damage(copy)` done to it, run from an empty
+    current directory (`tmp_path/cwd`) so that a file written there is seen."""
+    copy = tmp_path / "e"
+    shutil.copytree(export, copy)
+    damage(copy)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    return copy

@@ -37,14 +37,16 @@ RUN_SPECIFIC = {("config", "output"), ("config", "run_dir"), ("run_dir",),
                 ("metrics", "train_seconds"), ("hardware", "usable_cpu_count")}
 
 
-def train(cwd: Path, kill_at: str | None = None, timeout: int = 300, prefix=()):
+def train(cwd: Path, kill_at: str | None = None, timeout: int = 300, prefix=(), args=RUN):
+    """Run train.py with `args` (the deterministic RUN unless given) in `cwd`, after `prefix`
+    (a command that runs the rest, such as taskset)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("KERAS_CNNS_KILL_AT", None)
     if kill_at:
         env["KERAS_CNNS_KILL_AT"] = kill_at
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*prefix, *TRAIN, *RUN], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*prefix, *TRAIN, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def outcome(cwd: Path) -> dict:

@@ -371,3 +371,28 @@ def test_quick_preset_end_to_end_and_rerun(tmp_path):
     assert second.stdout.count("(finished earlier)") == 6
     assert sorted(p.name for p in (output / "runs").iterdir()) == run_dirs_before
     assert {name: (output / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.slow
+def test_an_ablation_killed_in_a_cell_is_finished_by_the_same_command(tmp_path):
+    """SIGKILL in the cell's second epoch (its one compiled call per epoch is a `batch`
+    arrival), then the identical command: the cell resumes from its first epoch's state in the
+    same run directory, and the report is complete with the cell once."""
+    output = tmp_path / "quick"
+    command = [*ABLATE, "--preset", "quick", "--cells", "lenet-classic", "--epochs", "2",
+               "--output", str(output)]
+    killed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**env(), "KERAS_CNNS_KILL_AT": "batch:2"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    (run_dir,) = (output / "runs").iterdir()
+    assert not (output / "report.md").exists() and not (run_dir / "metrics.json").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env=env())
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "restored the state after epoch 1" in rerun.stdout
+    assert [p.name for p in (output / "runs").iterdir()] == [run_dir.name]
+    (row,) = json.loads((output / "results.json").read_text())["runs"]
+    assert (row["cell"], row["status"], row["epochs_run"]) == ("lenet-classic", "finished", 2)
+    assert len(read_val_history(run_dir / "history.csv")["val_accuracy"]) == 2
+    assert (output / "report.md").read_text().count("\n| lenet-classic ") == 1

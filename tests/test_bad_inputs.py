@@ -12,19 +12,9 @@ Rows of the corpus that are not here are listed in `NOT_IN_TABLE` with the reaso
 from __future__ import annotations
 
 import dataclasses
-import shlex
 
 import pytest
-from bad_inputs import (
-    EXPORT_ROWS,
-    NOT_IN_TABLE,
-    SETUPS,
-    TSV,
-    assert_one_sentence,
-    run_in_process,
-    snapshot,
-    write_fixtures,
-)
+from bad_inputs import EXPORT_ROWS, NOT_IN_TABLE, TSV, run_case, write_fixtures
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -305,17 +295,7 @@ def test_bad_input_ends_in_one_sentence_and_writes_nothing(case, fixtures, tmp_p
     def fill(text):
         return text.format(tmp=tmp_path, fx=fixtures, file=fixtures / "a_file.txt")
 
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
-    if case.setup:
-        name, _, arg = case.setup.partition(":")
-        SETUPS[name](tmp_path, arg, monkeypatch)
-    before = snapshot(tmp_path, fixtures)
-    code, _, err = run_in_process(case.script, shlex.split(fill(case.args)), capsys)
-    assert_one_sentence(code, err, case.code, fill(case.says), f"{case.script}.py")
-    assert snapshot(tmp_path, fixtures) == before
+    run_case(case, fill, tmp_path, [fixtures], capsys, monkeypatch)
 
 
 def test_number_flags_keep_to_their_range():

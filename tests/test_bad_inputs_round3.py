@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs import ROOT, SETUPS, assert_one_sentence, run_in_process, snapshot
+from bad_inputs import (
+    ROOT,
+    assert_refused_writing_nothing,
+    damaged_copy,
+    edit_manifest,
+    run_case,
+    run_in_process,
+    snapshot,
+)
 from PIL import Image
 from test_bad_inputs import Case
 from test_bad_inputs_export import export  # noqa: F401  (its trained export, a fixture here)
@@ -59,19 +67,19 @@ ROUND3_ELSEWHERE = {
     "P1b_repro": "tests/test_reproducibility.py::"
                  "test_a_run_on_one_core_reruns_on_two_with_its_shards_and_names_the_cores, "
                  "a taskset run re-run on all cores",
+    "P1a_resume": "tests/test_resume.py::"
+                  "test_a_run_killed_after_its_export_resumes_by_name_into_that_export_only, "
+                  "--resume RUN --output X after the kill point exported: another X refused",
+    "P3_ablate_kill": "tests/test_ablation.py::"
+                      "test_an_ablation_killed_in_a_cell_is_finished_by_the_same_command, a "
+                      "real ablate.py killed in its cell's second epoch, then rerun",
+    "P3_diskfull_rerun": "tests/test_resume.py::"
+                         "test_a_full_disk_at_the_export_then_the_same_command_finishes_the_run"
+                         ", ENOSPC at the export, then the identical command",
 }
 
 # Rows no test covers yet (see the lead's report); each must leave this list once one does.
-ROUND3_OPEN = {
-    "P1a_resume": "`--resume RUN --output X` after a kill between the export and metrics.json: "
-                  "no test resumes with --resume there (test_resume reruns the identical command)",
-    "P3_ablate_kill": "ablate killed during a cell, then rerun: no test kills a real ablate run",
-    "P3_diskfull_rerun": "the rerun after a full disk mid-export: no test fills the disk and "
-                         "reruns",
-    "TU_s_oracle_bad": "a damaged trials/oracle.json: the fixture's content is not recorded; an "
-                       "unparseable one is a JSONDecodeError traceback today",
-    "TU_s_oracle_bad3": "as TU_s_oracle_bad, with --max-trials 3",
-}
+ROUND3_OPEN: dict[str, str] = {}
 
 # -- fixtures: the round-3 inputs, small -----------------------------------------------------------
 CONFIGS = {  # round3-fixtures/cfg, as they were
@@ -107,6 +115,15 @@ SEARCHES = {  # search.json of a --directory that holds another (or an unreadabl
     "s_space_str": '{"tuner": "random", "space": "abc", "config": {}}',
     "s_lenet": '{"tuner": "random", "space": {}, "config": {"model": "lenet"}}',
 }
+# trials/ of a --directory whose keras-tuner state is damaged (the round's fixture was not
+# recorded): a cut oracle.json, or a cut trial.json beside a sound oracle. keras-tuner reloads
+# only where its tuner file (tuner0.json) is.
+TUNER_STATES = {
+    "s_oracle_bad": {"oracle.json": '{"ongoing_trials": {}, "tried_so_far": [',
+                     "tuner0.json": "{}"},
+    "s_trial_bad": {"oracle.json": "{}", "tuner0.json": "{}",
+                    "trial_0/trial.json": '{"trial_id": "0", "hyperparameters": '},
+}
 
 
 def _grey(path: Path, size=(8, 8), value=9, mode="L", **save) -> None:
@@ -123,6 +140,10 @@ def write_round3_fixtures(fx: Path) -> Path:
     for name, text in SEARCHES.items():
         (fx / name).mkdir()
         (fx / name / "search.json").write_text(text)
+    for name, state in TUNER_STATES.items():
+        for relative, text in state.items():
+            (fx / name / "trials" / relative).parent.mkdir(parents=True, exist_ok=True)
+            (fx / name / "trials" / relative).write_text(text)
     img = fx / "img"
     _grey(img / "one.png", (1, 1), 128)
     _grey(img / "wide.png", (100000, 1), 128)
@@ -317,6 +338,12 @@ CASES = [
          "search.json's tuner must be a non-empty string, got 5"),
     Case("TU_s_space_str", "tune", TUNE + "{fx}/s_space_str", 2,
          "search.json's space must be an object, got 'abc'"),
+    Case("TU_s_oracle_bad", "tune", TUNE + "{fx}/s_oracle_bad", 2,
+         "keras-tuner's {fx}/s_oracle_bad/trials/oracle.json is not valid JSON"),
+    Case("TU_s_oracle_bad3", "tune", TUNE.replace("--max-trials 2", "--max-trials 3")
+         + "{fx}/s_oracle_bad", 2, "start over with --overwrite"),
+    Case("new_TU_s_trial_bad", "tune", TUNE + "{fx}/s_trial_bad", 2,
+         "keras-tuner's {fx}/s_trial_bad/trials/trial_0/trial.json is not valid JSON"),
     Case("TU_space_dir", "tune", "--model lenet --max-trials 1 --epochs 1 --run-dir {tmp}/runs "
          "--directory {tmp}/t --space {fx}/emptydir", 2, "is not valid JSON"),
     Case("F3_ro_rundir", "train", "--model lenet --epochs 1 --run-dir /sys/kernel/r3 "
@@ -358,26 +385,12 @@ CHECKPOINT_CASES = [
 ]
 
 
-def _run_case(case, fill, tmp_path, roots, capsys, monkeypatch):
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
-    if case.setup:
-        name, _, arg = case.setup.partition(":")
-        SETUPS[name](tmp_path, arg, monkeypatch)
-    before = snapshot(tmp_path, *roots)
-    code, _, err = run_in_process(case.script, shlex.split(fill(case.args)), capsys)
-    assert_one_sentence(code, err, case.code, fill(case.says), f"{case.script}.py")
-    assert snapshot(tmp_path, *roots) == before
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_round3_bad_input_ends_in_one_sentence(case, fixtures, tmp_path, capsys, monkeypatch):
     def fill(text):
         return text.format(tmp=tmp_path, fx=fixtures)
 
-    _run_case(case, fill, tmp_path, [fixtures], capsys, monkeypatch)
+    run_case(case, fill, tmp_path, [fixtures], capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=[case.id for case in CHECKPOINT_CASES])
@@ -386,7 +399,7 @@ def test_round3_bad_checkpoint_ends_in_one_sentence(case, checkpoints, tmp_path,
     def fill(text):
         return text.format(tmp=tmp_path, pt=checkpoints)
 
-    _run_case(case, fill, tmp_path, [checkpoints], capsys, monkeypatch)
+    run_case(case, fill, tmp_path, [checkpoints], capsys, monkeypatch)
 
 
 
@@ -504,13 +517,6 @@ def test_every_round3_row_is_accounted_for():
 
 
 # -- rows on a trained export (slow: one small export, then a copy per row) ----------------------
-def _edit_manifest(export_dir: Path, change) -> None:
-    path = export_dir / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest))
-
-
 def _set(section: str, key: str | None, value):
     def change(manifest):
         if key is None:
@@ -519,11 +525,11 @@ def _set(section: str, key: str | None, value):
             manifest[section][next(iter(manifest[section]))] = value
         else:
             manifest[section][key] = value
-    return lambda e: _edit_manifest(e, change)
+    return lambda e: edit_manifest(e, change)
 
 
 def _golden_indices(e: Path) -> None:
-    _edit_manifest(e, lambda m: m["golden"].update(
+    edit_manifest(e, lambda m: m["golden"].update(
         indices=[10**12] * len(m["golden"]["indices"])))
 
 
@@ -572,7 +578,7 @@ EXPORT_CASES = {
                           "preprocessing.mean must be a non-empty list of numbers, got [nan]",
                           _set("preprocessing", "mean", [float("nan")])),
     "V2_m_fileslist": ("verify", "{e}", 1, "The manifest's files must be an object, got [",
-                       lambda e: _edit_manifest(e, lambda m: m.update(files=list(m["files"])))),
+                       lambda e: edit_manifest(e, lambda m: m.update(files=list(m["files"])))),
     "V2_m_goldenstr": ("verify", "{e}", 1, "The manifest's golden must be an object, got 'abc'.",
                        _set("golden", None, "abc")),
     "V2_m_accstr": ("verify", "{e}", 1,
@@ -609,16 +615,10 @@ def test_round3_bad_export_row_ends_in_one_sentence(row, request, fixtures, tmp_
                                                     monkeypatch):
     trained = request.getfixturevalue("export")  # tests/test_bad_inputs_export.py's
     name, args, status, says, damage = EXPORT_CASES[row]
-    copy = tmp_path / "e"
-    shutil.copytree(trained, copy)
-    damage(copy)
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    before = snapshot(tmp_path, fixtures, trained)
+    copy = damaged_copy(trained, damage, tmp_path, monkeypatch)
     fill = {"e": copy, "tmp": tmp_path, "fx": fixtures}
-    code, _, err = run_in_process(name, shlex.split(args.format(**fill)), capsys)
-    assert_one_sentence(code, err, status, says.format(**fill), f"{name}.py")
-    assert snapshot(tmp_path, fixtures, trained) == before
+    assert_refused_writing_nothing(name, shlex.split(args.format(**fill)), status,
+                                   says.format(**fill), [tmp_path, fixtures, trained], capsys)
 
 
 # OK rows: a valid input, handled right. id: (script, args, what stdout holds)

@@ -68,6 +68,73 @@ def test_a_kill_during_the_best_checkpoint_write_loses_nothing(tmp_path, uninter
     assert differences(uninterrupted, outcome(tmp_path)) == []
 
 
+@pytest.mark.slow
+def test_a_run_killed_after_its_export_resumes_by_name_into_that_export_only(
+        tmp_path, uninterrupted):
+    """`--resume RUN --output X` after a kill between the export and metrics.json: an X that is
+    not the run's export is refused before anything is written (it used to be dropped without
+    a word); the run's own X finishes the run and keeps the export it wrote."""
+    killed = train(tmp_path, "exported:1")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run = str(run_dir.relative_to(tmp_path))
+    written = (tmp_path / "exports" / "run" / "manifest.json").stat()
+
+    elsewhere = train(tmp_path, args=["--resume", run, "--output", "exports/other"])
+    assert elsewhere.returncode == 2, elsewhere.stderr[-2000:]
+    assert elsewhere.stderr.strip().splitlines() == [
+        f"train.py: error: Run {run} exports to exports/run, not to --output exports/other; "
+        "leave --output out to resume it."]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["run"]
+    assert not (run_dir / "metrics.json").exists()
+
+    resumed = train(tmp_path, args=["--resume", run, "--output", "exports/run"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Export exports/run was already written by this run; keeping it." in resumed.stdout
+    kept = (tmp_path / "exports" / "run" / "manifest.json").stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    got = outcome(tmp_path)
+    assert differences(uninterrupted, got) == [] and not got["lock kept"]
+
+
+# Runs the command after it with the disk full at the export's final rename (after every file
+# of the export is written into its temporary), the way ENOSPC reaches write_export.
+FULL_DISK_AT_EXPORT = [sys.executable, "-c", """
+import errno, runpy, sys
+from keras_cnns import files
+
+reach = files.reach
+def full_disk(point):
+    if point == "export":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    reach(point)
+
+files.reach = full_disk
+sys.argv = sys.argv[2:]  # the script and its arguments, after '-c' and the interpreter
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""]
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_the_export_then_the_same_command_finishes_the_run(
+        tmp_path, uninterrupted):
+    """The rerun half of a full disk during the export: the refused run keeps its state, and
+    the identical command then only exports, ending where the uninterrupted run ends."""
+    full = train(tmp_path, prefix=FULL_DISK_AT_EXPORT)
+    assert full.returncode == 1, full.stderr[-2000:]
+    (line,) = full.stderr.strip().splitlines()
+    assert line.startswith("train.py: error: The disk filled up while writing the export "
+                           "exports/run; nothing was kept."), line
+    assert list((tmp_path / "exports").iterdir()) == []
+
+    rerun = train(tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Resuming the unfinished run" in rerun.stdout
+    got = outcome(tmp_path)
+    assert differences(uninterrupted, got) == []
+    assert got["leftovers"] == [] and not got["backup kept"] and not got["lock kept"]
+
+
 # -- the state files themselves ------------------------------------------------------------------
 
 def _tiny_model():

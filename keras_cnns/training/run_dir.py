@@ -114,6 +114,33 @@ def load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(path)
 
 
+def resumed_config(config: RunConfig) -> RunConfig:
+    """The config that `--resume RUN` (`config.resume`) continues: the one RUN records, its data
+    set and export path included, with `resume` kept. Refuses a run that cannot be resumed, and
+    an `--output` other than the run's."""
+    run_dir = Path(config.resume)
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"Run directory {run_dir} does not exist; there is nothing to resume."
+        )
+    if is_finished(run_dir):
+        raise ConfigError(f"Run {run_dir} already finished; there is nothing to resume.")
+    if is_diverged(run_dir):
+        raise ConfigError(
+            f"Run {run_dir} diverged (see its {DIVERGED_FILE}) and is never resumed; start "
+            "a new run with a lower --lr."
+        )
+    saved = load_run_config(run_dir)
+    if config.output and saved.output and not _same_path(config.output, saved.output):
+        # The run exports where it recorded (it may already have): another --output would be
+        # dropped without a word.
+        raise ConfigError(
+            f"Run {run_dir} exports to {saved.output}, not to --output {config.output}; "
+            "leave --output out to resume it."
+        )
+    return dataclasses.replace(_with_output(saved, run_dir), resume=config.resume)
+
+
 def prepare_run_dir(config: RunConfig, identity: str, *,
                     writer: bool = True) -> tuple[RunConfig, Path, str]:
     """Choose the run directory of `config`, whose identity is `identity`, and return
@@ -123,23 +150,12 @@ def prepare_run_dir(config: RunConfig, identity: str, *,
     run of the identical command). The returned config has `output` filled.
     """
     if config.resume:
-        # `--resume RUN` continues exactly the run that directory records.
         run_dir = Path(config.resume)
-        if not run_dir.is_dir():
-            raise ConfigError(
-                f"Run directory {run_dir} does not exist; there is nothing to resume."
-            )
-        if is_finished(run_dir):
-            raise ConfigError(f"Run {run_dir} already finished; there is nothing to resume.")
-        if is_diverged(run_dir):
-            raise ConfigError(
-                f"Run {run_dir} diverged (see its {DIVERGED_FILE}) and is never resumed; start "
-                "a new run with a lower --lr."
-            )
-        saved = load_run_config(run_dir)
+        resumed = resumed_config(config)
         if writer:
             acquire_lock(run_dir)
-        return _with_output(saved, run_dir), run_dir, "resumed"
+        # The run's own record, as an uninterrupted run has it: resume is no part of it.
+        return dataclasses.replace(resumed, resume=None), run_dir, "resumed"
 
     found = find_unfinished(config, identity)
     if found is not None:
@@ -166,6 +182,10 @@ def prepare_run_dir(config: RunConfig, identity: str, *,
         files.write_text(run_dir / CONFIG_FILE, config.to_json())
         files.write_text(run_dir / IDENTITY_FILE, identity + "\n")
     return config, run_dir, "new"
+
+
+def _same_path(first: str, second: str) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
 
 
 def _slug(text: str) -> str:

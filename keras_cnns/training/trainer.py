@@ -127,6 +127,10 @@ def train(
     batch shards are decided; every step below is handed them and decides none again. The
     shard count is the run's: config.json records it, and a resume keeps it.
     """
+    if config.resume:
+        # The run's own config: the flags beside --resume are not the run (their default data
+        # set would have been loaded and scored).
+        config = run_dirs.resumed_config(config)
     if not config.is_resolved():
         config = config.resolve()
     identity = config.identity()  # of the count asked for (0: automatic), so reruns find it

@@ -292,6 +292,8 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     if part == "worker":
         _join_chiefs_search(directory, config, space, tuner, log)
     else:
+        if not overwrite:
+            _check_saved_trials(directory / PROJECT)
         _claim_directory(directory, config, space, tuner, overwrite)
     for note in shard_notes:  # once every refusal has had its turn
         log(f"note: {note}")
@@ -322,6 +324,24 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     trials = [_record(trial, space, config) for _, trial in sorted(made.oracle.trials.items())]
     return SearchResult(directory, part, tuner, trials, made.ran, best_trial(trials), space,
                         config, training)
+
+
+def _check_saved_trials(project: Path) -> None:
+    """Refuse, before anything is written, a saved search keras-tuner could not reload: its
+    reload parses these files unchecked (oracle.json, the tuner's own, every trial.json), so a
+    damaged one would end in a JSONDecodeError traceback."""
+    for path in [*sorted(project.glob("*.json")), *sorted(project.glob("trial_*/trial.json"))]:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            problem = f"is not valid JSON ({error})"
+        else:
+            if isinstance(state, dict):
+                continue
+            problem = "is not a JSON object"
+        raise ConfigError(f"The search in {project.parent} cannot be resumed: keras-tuner's "
+                          f"{path} {problem}; start over with --overwrite, or choose another "
+                          "--directory.")
 
 
 def _forget_finished_retries(oracle) -> None:
