@@ -113,7 +113,7 @@ def check_keras_file_under(backend: str, export: Path, x: np.ndarray, tmp_path: 
     case_dir.mkdir()
     shutil.copyfile(export / "model.keras", case_dir / "model.keras")
     np.savez(case_dir / "inputs.npz", x=x, images=np.zeros((1, 1, 1, 1), np.uint8))
-    parity.run_keras_backend(backend, [{"dir": str(case_dir)}], 1, case_dir)
+    parity.run_keras_backend(backend, [{"dir": str(case_dir)}], 1)
     model = keras.saving.load_model(export / "model.keras", compile=False)
     want = model.predict(x, verbose=0)
     assert gap(np.load(case_dir / f"{backend}.npy"), want) <= RTOL

@@ -235,7 +235,7 @@ SUBPROCESS_ROWS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[row[0] for row in SUBPROCESS_ROWS])
 def test_bad_input_in_a_real_process(row, fixtures, tmp_path):
-    from keras_cnns.commands.cli import _NATIVE_NOISE
+    from keras_cnns.commands.cli import is_native_noise
 
     _, name, args, status, says = row
     fill = {"fx": fixtures, "file": fixtures / "a_file.txt"}
@@ -246,7 +246,7 @@ def test_bad_input_in_a_real_process(row, fixtures, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     err = "\n".join(line.decode() for line in result.stderr.splitlines()
-                    if not _NATIVE_NOISE.match(line))
+                    if not is_native_noise(line))
     assert_one_sentence(result.returncode, err, status, says.format(**fill), f"{name}.py")
     assert snapshot(tmp_path, fixtures) == before
 

@@ -1,6 +1,6 @@
 """Size, accuracy and batch-1 latency of an export: SavedModel vs float TFLite vs int8 TFLite.
 
-    rows = measure(Path("saved_models/lenet-digits-..."), repeats=200, threads=1)
+    rows = measure(Path("saved_models/<model>-<dataset>-<stamp>"), repeats=200, threads=1)
     print(format_table(rows))
 
 Converts the export's model.keras to a float and an int8 (calibrated on its training split,

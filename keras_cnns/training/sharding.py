@@ -24,7 +24,8 @@ the run's metrics and its export's manifest record the number used. Only 2 cores
 measured: the floor of images per shard for many-core machines is a guess. The exported
 model is the same plain model whatever k trained it.
 
-AlexNet keeps automatic shards: +10% native ISA, -4% AVX2 (docs/benchmarks/alexnet-96-*-shards).
+The larger model of the two measured keeps automatic shards too: +10% on the native ISA, -4% on
+AVX2 (docs/BENCHMARKS.md, "Training speed against PyTorch").
 """
 
 from __future__ import annotations
