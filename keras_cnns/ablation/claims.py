@@ -222,14 +222,21 @@ def relu_sentence(cells: dict[str, CellSummary]) -> str:
     return f"{head}: no faster and no clearly better with ReLU, {AGAINST} at this budget."
 
 
-def dropout_sentence(cells: dict[str, CellSummary]) -> str:
-    missing = _missing(cells, ["alexnet", "alexnet-no-dropout"], "Dropout")
+def _with_and_without(cells: dict[str, CellSummary], without: str, what: str):
+    """AlexNet's cell and the one `without` a piece of the stack; or the sentence saying why
+    they cannot be compared."""
+    missing = _missing(cells, ["alexnet", without], what)
     if missing:
         return missing
-    with_, without = cells["alexnet"], cells["alexnet-no-dropout"]
-    stuck = _never_learned(with_, without)
-    if stuck:
-        return stuck
+    pair = cells["alexnet"], cells[without]
+    return _never_learned(*pair) or pair
+
+
+def dropout_sentence(cells: dict[str, CellSummary]) -> str:
+    pair = _with_and_without(cells, "alexnet-no-dropout", "Dropout")
+    if isinstance(pair, str):
+        return pair
+    with_, without = pair
     if with_.gap is None or without.gap is None:
         return "Dropout: not measured (no train accuracy was recorded for these runs)."
     head = (
@@ -245,13 +252,10 @@ def dropout_sentence(cells: dict[str, CellSummary]) -> str:
 
 
 def augment_sentence(cells: dict[str, CellSummary]) -> str:
-    missing = _missing(cells, ["alexnet", "alexnet-no-augment"], "Augmentation")
-    if missing:
-        return missing
-    with_, without = cells["alexnet"], cells["alexnet-no-augment"]
-    stuck = _never_learned(with_, without)
-    if stuck:
-        return stuck
+    pair = _with_and_without(cells, "alexnet-no-augment", "Augmentation")
+    if isinstance(pair, str):
+        return pair
+    with_, without = pair
     diff = _diff(with_.test_accuracy, without.test_accuracy)
     head = (
         f"AlexNet scored {_acc(with_)} with augmentation against {_acc(without)} without "

@@ -52,16 +52,19 @@ def _untrained_twin(keras_model):
                            num_classes=spec["num_classes"], **spec["options"])
 
 
+def _same_names(wanted, found, mismatch: str, lacking: str, surplus: str) -> None:
+    """A ValueError naming what `found` lacks of `wanted` and what it holds beyond it."""
+    missing, extra = sorted(set(wanted) - set(found)), sorted(set(found) - set(wanted))
+    if missing or extra:
+        raise ValueError(f"{mismatch}: {lacking}: {missing or 'none'}; "
+                         f"{surplus}: {extra or 'none'}.")
+
+
 def _weighted_layers(keras_model, layer_map: Mapping[str, str]) -> dict:
     """The Keras layers that hold weights, by name, checked against `layer_map`."""
     layers = {layer.name: layer for layer in keras_model.layers if layer.weights}
-    missing, extra = sorted(set(layer_map) - set(layers)), sorted(set(layers) - set(layer_map))
-    if missing or extra:
-        raise ValueError(
-            f"Keras model '{keras_model.name}' does not match the layer map: "
-            f"layers without weights or absent: {missing or 'none'}; "
-            f"weighted layers the map lacks: {extra or 'none'}."
-        )
+    _same_names(layer_map, layers, f"Keras model '{keras_model.name}' does not match the layer "
+                "map", "layers without weights or absent", "weighted layers the map lacks")
     for name, layer in layers.items():
         kind = type(layer).__name__
         if kind not in ("Conv2D", "Dense") or not layer.use_bias:
@@ -138,12 +141,8 @@ def load_state_dict_into_keras(state_dict, keras_model, layer_map=None) -> None:
     layer_map = torch_layer_map(keras_model) if layer_map is None else layer_map
     layers = _weighted_layers(keras_model, layer_map)
     expected = {f"{path}.{kind}" for path in layer_map.values() for kind in ("weight", "bias")}
-    missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
-    if missing or extra:
-        raise ValueError(
-            f"state_dict does not match Keras model '{keras_model.name}': "
-            f"missing keys: {missing or 'none'}; unexpected keys: {extra or 'none'}."
-        )
+    _same_names(expected, state_dict, f"state_dict does not match Keras model "
+                f"'{keras_model.name}'", "missing keys", "unexpected keys")
     hwc = _flatten_hwc(keras_model) if _FLATTEN_DENSE in layers else None
 
     # Convert and check every layer before setting any, so a mismatch changes nothing.
@@ -197,13 +196,8 @@ def keras_to_torch(keras_model, torch_module) -> None:
     state = keras_weights_to_state_dict(keras_model, layer_map)
     keras_names = {path: name for name, path in layer_map.items()}
     target = torch_module.state_dict()
-    missing, extra = sorted(set(target) - set(state)), sorted(set(state) - set(target))
-    if missing or extra:
-        raise ValueError(
-            f"{type(torch_module).__name__} does not match Keras model '{keras_model.name}': "
-            f"module entries not set: {missing or 'none'}; absent from the module: "
-            f"{extra or 'none'}."
-        )
+    _same_names(target, state, f"{type(torch_module).__name__} does not match Keras model "
+                f"'{keras_model.name}'", "module entries not set", "absent from the module")
     for key, value in state.items():
         if value.shape != target[key].shape:
             raise ValueError(
