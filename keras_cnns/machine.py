@@ -35,6 +35,20 @@ def cpu_facts() -> tuple[str | None, list[str]]:
     return model, [name for name in ISA_CLASSES if name in flags]
 
 
+def process_usage() -> dict:
+    """This process's wall-clock seconds since it started and its peak resident memory (MB):
+    what a user's command cost, start-up included (metrics.json records it)."""
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            seconds = float(uptime.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        seconds = None
+    return {"wall_seconds": None if seconds is None else round(seconds, 1),
+            "peak_rss_mb": round(peak_mb)}
+
+
 def process_alive(pid: int) -> bool:
     """Whether process `pid` runs on this host (one we may not signal counts as running)."""
     try:

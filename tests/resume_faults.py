@@ -63,6 +63,7 @@ def outcome(cwd: Path) -> dict:
         section.pop(path[-1], None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.pop("train_seconds")
+    metrics.pop("process")  # how long this process ran and its memory: not what it computed
     files = {p.relative_to(export).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted(export.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     return {

@@ -182,6 +182,8 @@ CASES = [
     Case("EV_file", "evaluate", "{file}", 2, "neither"),
     Case("EV_halfrun", "evaluate", "{tmp}/s", 2, "no checkpoint", "half_run"),
     Case("EV_listjson", "evaluate", "{tmp}/s", 1, "JSON object", "fake_export:[1]"),
+    Case("new_tl_json_inside", "tflite_latency", "{tmp}/s --json {tmp}/s/rows.json", 2,
+         "lies inside the export", "fake_export"),
     Case("EV_missing", "evaluate", "{tmp}/gone", 2, "{tmp}/gone does not exist"),
     Case("V_badjson", "verify", "{tmp}/s", 1, "not valid JSON", "fake_export:{"),
     Case("V_listjson", "verify", "{tmp}/s", 1, "JSON object", "fake_export:[1]"),

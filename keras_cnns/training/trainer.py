@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from keras_cnns import data as data_lib
 from keras_cnns import export as export_lib
-from keras_cnns import files
+from keras_cnns import files, machine
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models.precision import set_precision
 from keras_cnns.preflight import check_run
@@ -271,7 +271,8 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
             export_dir = _export(model, config, source, metrics, run_dir)
         files.reach("exported")
         # Written last: metrics.json marks the run finished, so a crash before it resumes.
-        run_dirs.write_json(run_dir / run_dirs.DONE_FILE, _public_metrics(metrics))
+        run_dirs.write_json(run_dir / run_dirs.DONE_FILE,
+                            {**_public_metrics(metrics), "process": machine.process_usage()})
         shutil.rmtree(run_dir / run_dirs.BACKUP_DIR, ignore_errors=True)
     return TrainResult(config, run_dir, export_dir, metrics, model, how)
 
