@@ -24,6 +24,7 @@ RTOL = 1e-5
 
 require("torch")
 import torch  # noqa: E402
+from test_reference_parity import _randomise  # noqa: E402
 
 from keras_cnns.reference import (  # noqa: E402
     build_reference,
@@ -202,17 +203,6 @@ TORCHVISION_ALEXNET = {
 }
 
 
-def _he(module, seed=0):
-    """He-normal weights and small biases, so that logits depend on the input (see
-    test_reference_parity.py's _randomise)."""
-    torch.manual_seed(seed)
-    for layer in module.modules():
-        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            torch.nn.init.uniform_(layer.bias, -0.1, 0.1)
-    return module.eval()
-
-
 def _torchvision_checkpoint(path, module):
     state = module.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == TORCHVISION_ALEXNET
@@ -222,7 +212,7 @@ def _torchvision_checkpoint(path, module):
 def test_torchvision_checkpoint_converts_with_the_same_logits(tmp_path):
     from keras_cnns.reference import AlexNet2012
 
-    module = _he(AlexNet2012())
+    module = _randomise(AlexNet2012(), 0)
     _torchvision_checkpoint(tmp_path / "alexnet-owt.pth", module)
     for size in (224, get_model_entry("alexnet2012").min_image_size):
         # Only the name: channels and classes come from the weights; the size from the spec.
@@ -244,7 +234,7 @@ def test_torchvision_checkpoint_converts_with_the_same_logits(tmp_path):
 def test_real_torchvision_alexnet_if_installed(tmp_path):
     """Where torchvision imports (not beside this project's CPU torch), its own module."""
     torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed")
-    module = _he(torchvision.models.alexnet(weights=None))
+    module = _randomise(torchvision.models.alexnet(weights=None), 0)
     _torchvision_checkpoint(tmp_path / "tv.pth", module)
     torch_file_to_keras(tmp_path / "tv.pth", tmp_path / "tv.keras", spec={"name": "alexnet2012"})
     model = keras.saving.load_model(tmp_path / "tv.keras", compile=False)
@@ -265,8 +255,8 @@ def test_converted_checkpoint_exports_and_predicts_its_class_names(tmp_path):
     """convert.py W.pth --to export --mean --std --class-names; predict.py prints the names."""
     from PIL import Image
 
-    module = _he(build_reference("alexnet2012", input_shape=(64, 64, 3), num_classes=3,
-                                 width=0.25))
+    module = _randomise(build_reference("alexnet2012", input_shape=(64, 64, 3), num_classes=3,
+                                 width=0.25), 0)
     torch.save(module.state_dict(), tmp_path / "w.pth")
     (tmp_path / "names.txt").write_text("tabby cat\ngolden retriever\nespresso\n")
     export = tmp_path / "export"

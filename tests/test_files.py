@@ -53,7 +53,8 @@ def test_a_failed_rename_keeps_the_old_target_and_removes_the_temporary(tmp_path
     assert hidden(tmp_path) == []
 
 
-def test_the_file_and_then_its_directory_are_fsynced(tmp_path, monkeypatch):
+def record_fsyncs(monkeypatch) -> list[str]:
+    """The paths os.fsync is called on, in order, from now on."""
     synced = []
     real_fsync = os.fsync
 
@@ -62,6 +63,11 @@ def test_the_file_and_then_its_directory_are_fsynced(tmp_path, monkeypatch):
         real_fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_the_file_and_then_its_directory_are_fsynced(tmp_path, monkeypatch):
+    synced = record_fsyncs(monkeypatch)
     (tmp_path / "runs").mkdir()
     files.write_text(tmp_path / "runs" / "metrics.json", "{}\n")
     assert len(synced) == 2
@@ -71,18 +77,11 @@ def test_the_file_and_then_its_directory_are_fsynced(tmp_path, monkeypatch):
 
 
 def test_a_committed_directory_has_every_file_and_folder_fsynced(tmp_path, monkeypatch):
-    synced = []
-    real_fsync = os.fsync
-
-    def recording_fsync(descriptor):
-        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
-        real_fsync(descriptor)
-
     temporary = files.temporary_sibling(tmp_path / "export")
     (temporary / "variables").mkdir(parents=True)
     (temporary / "manifest.json").write_text("{}")
     (temporary / "variables" / "data").write_bytes(b"x")
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced = record_fsyncs(monkeypatch)
     files.commit(temporary, tmp_path / "export")
     names = {Path(path).relative_to(tmp_path).as_posix().replace(temporary.name, "T")
              for path in synced}

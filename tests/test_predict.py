@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from bad_inputs import run_in_process
 from PIL import Image
 from test_predict_verify import PREDICT, make_export, run
 
-from keras_cnns.commands import predict as predict_script
 from keras_cnns.serving import prediction
 
 PER_CLASS = 4
@@ -75,12 +75,7 @@ def class_folder(exported, tmp_path_factory):
 
 def call(*argv, capsys):
     """`(exit status, stdout, stderr)` of the script's main, run in this process."""
-    try:
-        status = predict_script.main([str(a) for a in argv])
-    except SystemExit as stop:
-        status = stop.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_in_process("predict", [str(a) for a in argv], capsys)
 
 
 def test_class_folder_to_csv_with_accuracy_and_confusion_matrix(exported, class_folder,

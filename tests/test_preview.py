@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_inputs import run_in_process
 from PIL import Image
 
-from keras_cnns.commands import preview as preview_script
 from keras_cnns.data import load_source
 from keras_cnns.data.sample_grid import augmented_versions, draw_preview, model_view
 
@@ -56,12 +56,7 @@ def test_draw_preview_writes_a_png(source, tmp_path):
 
 
 def call(*argv, capsys):
-    try:
-        status = preview_script.main([str(a) for a in argv])
-    except SystemExit as stop:
-        status = stop.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_in_process("preview_data", [str(a) for a in argv], capsys)
 
 
 @pytest.mark.parametrize("problem", ["unknown dataset", "existing output", "missing folder",

@@ -21,28 +21,23 @@ from keras_cnns.machine import BackendProcessError, run_python
 WORKER_MODULE = "keras_cnns.export.worker"
 
 
-def run_tensorflow_writers(
-    keras_file: str | Path, *, mean, std, class_names=None,
-    saved_model: str | Path | None = None, onnx: str | Path | None = None,
-    tflite: str | Path | None = None, opset: int | None = None, quantize: str | None = None,
-    calibration: np.ndarray | None = None,
-) -> None:
+def run_tensorflow_writers(keras_file: str | Path, *, mean, std, **options) -> None:
     """Write the requested files from `keras_file` in a TensorFlow-backend subprocess.
 
-    The arguments are those of `keras_cnns.export.worker.write_in_tensorflow`; `calibration`
-    (uint8 training images for int8 TFLite) travels through a temporary `.npy` file.
+    The keyword arguments are those of `keras_cnns.export.worker.write_in_tensorflow`;
+    `calibration` (uint8 training images for int8 TFLite) travels through a temporary `.npy`.
     """
     args = ["-m", WORKER_MODULE, "--keras", str(Path(keras_file).resolve())]
-    for flag, path in (("--saved-model", saved_model), ("--onnx", onnx), ("--tflite", tflite)):
-        if path is not None:
-            args += [flag, str(Path(path).resolve())]
-    if opset is not None:
-        args += ["--opset", str(opset)]
-    if quantize is not None:
-        args += ["--quantize", quantize]
-    if class_names is not None:
-        args += ["--class-names-json", json.dumps([str(name) for name in class_names])]
+    for name in ("saved_model", "onnx", "tflite"):
+        if options.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), str(Path(options[name]).resolve())]
+    for name in ("opset", "quantize"):
+        if options.get(name) is not None:
+            args += [f"--{name}", str(options[name])]
+    if options.get("class_names") is not None:
+        args += ["--class-names-json", json.dumps([str(n) for n in options["class_names"]])]
     args += ["--mean", *map(repr, map(float, mean)), "--std", *map(repr, map(float, std))]
+    calibration = options.get("calibration")
     with tempfile.TemporaryDirectory(prefix="keras_cnns-calibration-") as tmp:
         if calibration is not None:
             np.save(Path(tmp) / "calibration.npy", np.asarray(calibration, np.uint8))
