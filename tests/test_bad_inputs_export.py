@@ -37,30 +37,18 @@ def fixtures(tmp_path_factory):
 
 
 # -- rows that need a trained export (slow: one small export, then a copy per row) ---------------
-EXPORT_CONFIG = {"model": "lenet", "dataset": "synthetic", "image_size": 16}
 VARIABLES = "variables/variables.data-00000-of-00001"
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Path:
     import keras
-
-    from keras_cnns import export as export_lib
-    from keras_cnns.data import build_pipeline, load_source
-    from keras_cnns.models import build_model
+    from test_predict_verify import make_export
 
     # Seeded: the export must not depend on which tests drew random numbers before it (its
     # int8 accuracy drop, for one, is checked against a threshold).
     keras.utils.set_random_seed(0)
-    source = load_source("synthetic")
-    model = build_model("lenet", input_shape=(16, 16, 1), num_classes=10, activation="relu")
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-    train = build_pipeline(source, "train", image_size=16, batch_size=100, repeat=True)
-    model.fit(train, steps_per_epoch=5, epochs=1, verbose=0, shuffle=False)
-    return export_lib.export_model(model, tmp_path_factory.mktemp("export") / "tiny",
-                                   config=EXPORT_CONFIG, source=source,
-                                   metrics={"test_accuracy": 0.5, "test_loss": 1.5})
+    return make_export(tmp_path_factory.mktemp("export") / "tiny")[1]
 
 
 def _flip_byte(path: Path, at: int = 100) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from extras import require
+from test_tflite import assert_a_failed_check_leaves_no_export
 
 from keras_cnns import export as export_lib
 from keras_cnns.data import build_pipeline, load_source
@@ -122,10 +123,8 @@ def test_colour_model_onnx(tmp_path):
 
 def test_a_failed_onnx_check_leaves_no_export(source, model, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no gap passes
-    with pytest.raises(export_lib.ExportError, match="onnxruntime's probabilities differ"):
-        export_lib.export_model(model, tmp_path / "out", config=CONFIG, source=source,
-                                metrics={}, onnx=True)
-    assert list(tmp_path.iterdir()) == []
+    assert_a_failed_check_leaves_no_export(tmp_path, model, source, "onnx",
+                                           "onnxruntime's probabilities differ")
 
 
 def test_add_onnx_to_an_existing_export(source, model, tmp_path, monkeypatch):

@@ -158,12 +158,19 @@ def test_int8_calibrates_on_training_images_only(tmp_path, model, source, monkey
     assert images is source.arrays("train")[0]
 
 
+def assert_a_failed_check_leaves_no_export(tmp_path, model, source, fmt: str, says: str):
+    """With its check's tolerance set below zero by the caller, exporting `fmt` fails in one
+    ExportError saying `says`, and leaves nothing behind."""
+    with pytest.raises(export_lib.ExportError, match=says):
+        export_lib.export_model(model, tmp_path / "out", config=CONFIG, source=source,
+                                metrics={}, **{fmt: True})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_check_leaves_no_export(tmp_path, model, source, monkeypatch):
     monkeypatch.setattr(tflite_export, "FLOAT_TOLERANCE", -1.0)  # no gap passes
-    with pytest.raises(export_lib.ExportError, match="interpreter's probabilities differ"):
-        export_lib.export_model(model, tmp_path / "out", config=CONFIG, source=source,
-                                metrics={}, tflite=True)
-    assert list(tmp_path.iterdir()) == []
+    assert_a_failed_check_leaves_no_export(tmp_path, model, source, "tflite",
+                                           "interpreter's probabilities differ")
 
 
 def verify(path):
