@@ -249,10 +249,10 @@ SETUPS = {"empty_dir": _empty_dir, "fake_export": _fake_export, "half_run": _hal
 # -- running a row --------------------------------------------------------------------------------
 def script(name: str):
     """The command module behind scripts/<name>.py; its `main` reports as `<name>.py`."""
-    from keras_cnns.commands import COMMANDS, SCRIPT_NAMES
+    from keras_cnns.commands import SCRIPT_NAMES
 
-    module, _ = COMMANDS[SCRIPT_NAMES.get(name, name)]
-    return importlib.import_module(f"keras_cnns.commands.{module}")
+    command = SCRIPT_NAMES.get(name, name)
+    return importlib.import_module(f"keras_cnns.commands.{command.replace('-', '_')}")
 
 
 def snapshot(*roots: Path) -> dict:

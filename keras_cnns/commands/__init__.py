@@ -8,27 +8,17 @@ and `keras-cnns train --model NAME` are the same run. This package imports nothi
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 from pathlib import Path
 
 from keras_cnns.commands.cli import quiet_tensorflow
 
-# name -> (module, what it does); the order is the order of `keras-cnns --help`.
-COMMANDS = {
-    "train": ("train", "train a model and export it"),
-    "tune": ("tune", "search a model's hyperparameters with keras-tuner"),
-    "evaluate": ("evaluate", "score a run directory or an export on a split"),
-    "predict": ("predict", "classify image files with an export"),
-    "verify": ("verify", "check an export with TensorFlow alone (hashes, golden, accuracy)"),
-    "convert": ("convert", "Keras <-> PyTorch weights; add ONNX or LiteRT to an export"),
-    "ablate": ("ablate", "measure the seed's claims with a grid of training runs"),
-    "parity": ("parity", "logit gaps across Keras backends, PyTorch and ONNX Runtime"),
-    "benchmark": ("benchmark", "training and inference speed beside the PyTorch reference"),
-    "profile": ("profile", "where one training step's time goes, op by op"),
-    "tflite-latency": ("tflite_latency", "size, accuracy and latency: SavedModel vs LiteRT"),
-    "preview": ("preview", "draw training images as the model receives them"),
-}
+# The order of `keras-cnns --help`; each is the module of its name (`-` as `_`), whose
+# docstring's first sentence, up to its colon, is what `--help` says of it.
+COMMANDS = ("train", "tune", "evaluate", "predict", "verify", "convert", "ablate", "parity",
+            "benchmark", "profile", "tflite-latency", "preview")
 # scripts/<file>.py -> command, where the file's name is not the command's.
 SCRIPT_NAMES = {"preview_data": "preview", "profile_step": "profile",
                 "tflite_latency": "tflite-latency"}
@@ -36,7 +26,7 @@ SCRIPT_NAMES = {"preview_data": "preview", "profile_step": "profile",
 
 def run(command: str, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run one command as its console form or its scripts/ shim does."""
-    module_name, _ = COMMANDS[command]
+    module_name = command.replace("-", "_")
     prog = prog or f"keras-cnns {command}"
     quiet_tensorflow()
     module = importlib.import_module(f"keras_cnns.commands.{module_name}")
@@ -49,11 +39,19 @@ def script(path: str) -> int:
     return run(SCRIPT_NAMES.get(name, name), sys.argv[1:], prog=f"{name}.py")
 
 
+def summary(command: str) -> str:
+    """What `command` does: its module's docstring up to the first colon or full stop, read
+    without importing the module (so `keras-cnns --help` starts no TensorFlow)."""
+    path = Path(__file__).with_name(command.replace("-", "_") + ".py")
+    first = ast.get_docstring(ast.parse(path.read_text())).splitlines()[0]
+    return first.split(": ", 1)[0].split(". ", 1)[0].rstrip(".")
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `keras-cnns` console script and `python -m keras_cnns`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     width = max(map(len, COMMANDS))
-    listing = "\n".join(f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items())
+    listing = "\n".join(f"  {name:<{width}}  {summary(name)}" for name in COMMANDS)
     usage = ("usage: keras-cnns COMMAND [flags]   (keras-cnns COMMAND --help)\n\n"
              f"commands:\n{listing}\n")
     if not argv or argv[0] in ("-h", "--help"):
