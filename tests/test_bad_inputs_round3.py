@@ -30,6 +30,7 @@ from bad_inputs import (
     run_in_process,
     snapshot,
 )
+from extras import require
 from PIL import Image
 from test_bad_inputs import Case
 from test_bad_inputs_export import export  # noqa: F401  (its trained export, a fixture here)
@@ -172,7 +173,9 @@ def write_round3_fixtures(fx: Path) -> Path:
 
 def write_checkpoints(pt: Path) -> Path:
     """round3-fixtures/make_checkpoints.py: PyTorch checkpoints and their sidecar files."""
-    torch = pytest.importorskip("torch")
+    require("torch")  # skips without the extra, fails under CI
+    import torch
+
     from keras_cnns.reference import build_reference
 
     pt.mkdir()
