@@ -1,8 +1,15 @@
 """quiet_tensorflow's stderr filter: start-up noise goes, a native warning about the run stays."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from keras_cnns.commands.cli import is_native_noise
+
+ROOT = Path(__file__).resolve().parent.parent
 
 STAMP = b"0000 00:00:1796480217.511915   19664 "
 
@@ -33,3 +40,21 @@ def test_start_up_noise_is_dropped(line):
 @pytest.mark.parametrize("line", SAID)
 def test_other_native_warnings_and_our_own_lines_stay(line):
     assert not is_native_noise(line)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, argv, status", [
+    ("benchmark", ["--help"], 0), ("train", ["--help"], 0), ("profile_step", ["--help"], 0),
+    ("benchmark", ["--repeats", "0"], 2),
+])
+def test_help_and_usage_errors_print_no_tensorflow_log_lines(script, argv, status):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), *argv],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == status, result.stderr[-2000:]
+    if status == 0:
+        assert result.stdout.startswith(f"usage: {script}.py"), result.stdout[:200]
+        assert result.stderr == ""
+    else:
+        assert result.stderr.splitlines() == [
+            f"{script}.py: error: --repeats must be a whole number >= 1, got 0."]
