@@ -114,6 +114,7 @@ def export_model(
             "dataset": info.to_dict(),
             "preprocessing": saved_model.preprocessing_record(height, width, channels, info.mean,
                                                               info.std),
+            "signatures": saved_model.signatures_record(),
             "metrics": evaluated,
             "evaluation": {
                 "endpoint": "serving_default",

@@ -87,6 +87,7 @@ def export_converted(
             "dataset": {"name": "converted", "class_names": class_names, "mean": mean,
                         "std": std, "channels": channels, "num_classes": classes},
             "preprocessing": saved_model.preprocessing_record(height, width, channels, mean, std),
+            "signatures": saved_model.signatures_record(),
             "metrics": None,
             "evaluation": None,
             "golden": {

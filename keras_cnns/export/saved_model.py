@@ -1,7 +1,11 @@
-"""The SavedModel inside an export: its two signatures, and how each Keras backend writes them.
+"""The SavedModel inside an export: its three signatures, and how each Keras backend writes them.
 
     serving_default(images: uint8 [batch, height, width, 1 or 3]) -> probabilities, classes,
         labels (the class names, when the export knows them)
+    serving_bytes(image_bytes: string [batch], one encoded JPEG, PNG, GIF or BMP each) -> the
+        same outputs; decoded in the graph (TF Serving's REST API sends `{"b64": ...}` to an
+        input whose name ends in `_bytes`), then preprocessed by the very function that
+        serving_default calls
     serve(inputs: float32 [batch, *model input]) -> logits
 
 `keras_cnns.export.bundle` assembles the export directory around what this module writes; see
@@ -85,14 +89,10 @@ def preprocessing_record(height: int, width: int, channels: int, mean, std) -> d
     }
 
 
-def serving_function(model_call, input_shape, *, mean, std, class_names=None,
-                     logits: bool = False):
-    """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}`, plus "labels"
-    (tf.string, each image's class name) when `class_names` are given, plus "logits".
-
-    `model_call(x)` maps preprocessed float32 `[batch, *input_shape]` to float32 logits; the
-    ONNX export (`keras_cnns.export.onnx_export`) converts this same function, with `logits=True`.
-    """
+def preprocessing_function(input_shape, *, mean, std):
+    """uint8 images `[batch, any height, any width, 1 or 3]` -> the model's float32 input
+    `[batch, *input_shape]`: the training preprocessing (`keras_cnns.data.preprocess`). The
+    SavedModel traces it once and both image signatures call it (`write_saved_model`)."""
     import tensorflow as tf
 
     from keras_cnns.data import preprocess
@@ -100,7 +100,7 @@ def serving_function(model_call, input_shape, *, mean, std, class_names=None,
     height, width, channels = input_shape
     mean, std = [float(m) for m in mean], [float(s) for s in std]
 
-    def serving_default(images):
+    def preprocessing(images):
         depth = tf.shape(images)[-1]
         # Without this, _to_channels would quietly read 2 or 4 channels as 1 or 3.
         check = tf.debugging.assert_equal(
@@ -111,17 +111,175 @@ def serving_function(model_call, input_shape, *, mean, std, class_names=None,
             x = preprocess(images, image_size=(height, width), mean=mean, std=std,
                            channels=channels)
         # The channel branch leaves the last dimension unknown; the model needs it static.
-        x = tf.ensure_shape(x, [None, height, width, channels])
-        out = model_call(x)
-        result = {"probabilities": tf.nn.softmax(out, axis=-1),
-                  "classes": tf.argmax(out, axis=-1, output_type=tf.int64)}
-        if class_names is not None:
-            result["labels"] = class_labels(class_names, result["classes"])
-        if logits:
-            result["logits"] = out
-        return result
+        return tf.ensure_shape(x, [None, height, width, channels])
+
+    return preprocessing
+
+
+def _outputs(out, class_names, logits: bool) -> dict:
+    import tensorflow as tf
+
+    result = {"probabilities": tf.nn.softmax(out, axis=-1),
+              "classes": tf.argmax(out, axis=-1, output_type=tf.int64)}
+    if class_names is not None:
+        result["labels"] = class_labels(class_names, result["classes"])
+    if logits:
+        result["logits"] = out
+    return result
+
+
+def serving_function(model_call, input_shape, *, mean, std, class_names=None,
+                     logits: bool = False, preprocessing=None):
+    """`serving_default`'s body: uint8 images -> `{"probabilities", "classes"}`, plus "labels"
+    (tf.string, each image's class name) when `class_names` are given, plus "logits".
+
+    `model_call(x)` maps preprocessed float32 `[batch, *input_shape]` to float32 logits;
+    `preprocessing` is `preprocessing_function(input_shape, mean=mean, std=std)` unless given
+    (the SavedModel passes the traced one it shares with serving_bytes). The ONNX export
+    (`keras_cnns.export.onnx_export`) converts this same function, with `logits=True`.
+    """
+    if preprocessing is None:
+        preprocessing = preprocessing_function(input_shape, mean=mean, std=std)
+
+    def serving_default(images):
+        return _outputs(model_call(preprocessing(images)), class_names, logits)
 
     return serving_default
+
+
+# What serving_bytes decodes, by the file's first bytes (as predict, by content, not by name).
+BYTES_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+BYTES_INPUT = "image_bytes"
+# Header bytes read before decoding: PNG's IHDR ends at 24, BMP's height at 26.
+_HEADER_BYTES = 32
+
+
+def max_pixels() -> int:
+    """The most pixels serving_bytes decodes: the predict command's default limit (Pillow's)."""
+    from keras_cnns.serving.prediction import DEFAULT_MAX_PIXELS
+
+    return int(DEFAULT_MAX_PIXELS)
+
+
+def _header_size(tf, data, padded, is_jpeg, is_png, is_gif):
+    """int64 `(height, width)` that the header of `data` declares, without decoding a pixel:
+    JPEG by `tf.io.extract_jpeg_shape`; PNG (IHDR: big-endian uint32 width, height at 16),
+    GIF (logical screen: little-endian uint16 at 6) and BMP (little-endian int32 at 18, the
+    fields TensorFlow's BMP decoder reads; a negative height is a top-down image) from
+    `padded`, `data` followed by zero bytes, so short input reads zeros, never out of range."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER_BYTES), tf.uint8),
+                   tf.int64)
+
+    def number(start, length, big_endian=False):
+        order = range(length) if big_endian else reversed(range(length))
+        value = tf.constant(0, tf.int64)
+        for i in order:
+            value = value * 256 + head[start + i]
+        return value
+
+    def signed32(value):
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    png = tf.stack([number(20, 4, True), number(16, 4, True)])
+    gif = tf.stack([number(8, 2), number(6, 2)])
+    bmp = tf.stack([signed32(number(22, 4)), signed32(number(18, 4))])
+    other = tf.where(is_png, png, tf.where(is_gif, gif, bmp))
+    return tf.cond(is_jpeg,
+                   lambda: tf.io.extract_jpeg_shape(data, output_type=tf.int64)[:2],
+                   lambda: other)
+
+
+def decode_function(limit: int):
+    """`(index, data)` -> uint8 `[height, width, 1 or 3]`: one encoded JPEG, PNG, GIF or BMP
+    image, decoded only once its header declares at most `limit` pixels (checked again on the
+    decoded shape). Anything else raises InvalidArgumentError naming `image_bytes[index]`:
+    empty, not one of the formats, over the limit, or damaged (the decoder's own message).
+    An alpha channel is dropped (grey + alpha -> grey, RGBA -> RGB), as predict's Pillow
+    conversion does; serving_default's preprocessing then converts 1 or 3 channels alike."""
+    import tensorflow as tf
+
+    def refuse_unless(condition, *parts):
+        return tf.debugging.Assert(condition, [tf.strings.join(
+            [p if isinstance(p, str) else tf.strings.as_string(p) for p in parts])])
+
+    def decode(index, data):
+        name = tf.strings.join([f"{BYTES_INPUT}[", tf.strings.as_string(index), "]"])
+        padded = tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)])
+        first = tf.strings.substr(padded, 0, 8)
+        is_png = tf.equal(first, b"\x89PNG\r\n\x1a\n")
+        is_gif = tf.logical_or(tf.equal(tf.strings.substr(padded, 0, 6), b"GIF87a"),
+                               tf.equal(tf.strings.substr(padded, 0, 6), b"GIF89a"))
+        is_bmp = tf.equal(tf.strings.substr(padded, 0, 2), b"BM")
+        is_jpeg = tf.equal(tf.strings.substr(padded, 0, 3), b"\xff\xd8\xff")
+        known = tf.reduce_any(tf.stack([is_png, is_gif, is_bmp, is_jpeg]))
+        size = tf.strings.length(data)
+        check = refuse_unless(known, "serving_bytes: ", name, " (", size, " bytes) is not a ",
+                              ", ".join(BYTES_FORMATS[:-1]), " or ", BYTES_FORMATS[-1],
+                              " image")
+        with tf.control_dependencies([check]):
+            height, width = tf.unstack(_header_size(tf, data, padded, is_jpeg, is_png, is_gif))
+
+        def within(height, width, what):
+            pixels = height * width  # each below 2**32 here: no int64 overflow
+            return refuse_unless(
+                tf.logical_and(pixels <= limit, pixels > 0), "serving_bytes: ", name, what,
+                height, "x", width, " pixels; it must have between 1 and ", f"{limit:,}",
+                " (larger images are refused as possible decompression bombs)")
+
+        with tf.control_dependencies([within(height, width, ": its header declares ")]):
+            image = tf.io.decode_image(data, channels=0, dtype=tf.uint8,
+                                       expand_animations=False)
+        shape = tf.shape(image, out_type=tf.int64)
+        with tf.control_dependencies([within(shape[0], shape[1], " decodes to ")]):
+            keep = tf.where(shape[2] >= 3, 3, 1)
+            return tf.ensure_shape(image[:, :, :keep], [None, None, None])
+
+    return decode
+
+
+def bytes_serving_function(model_call, input_shape, *, preprocessing, class_names=None,
+                           limit: int | None = None):
+    """`serving_bytes`'s body: string `[batch]` of encoded images -> serving_default's outputs.
+
+    Each element is decoded (`decode_function`, at most `limit` pixels, default `max_pixels()`)
+    and preprocessed on its own by `preprocessing`, the function serving_default calls, so an
+    image and its lossless encoding give identical outputs. One at a time (`tf.map_fn`,
+    `parallel_iterations=1`): a full-size image is a few GB as float32, and a batch is bounded
+    by one of them, not by the batch.
+    """
+    import tensorflow as tf
+
+    height, width, channels = input_shape
+    decode = decode_function(max_pixels() if limit is None else int(limit))
+
+    def one(element):
+        index, data = element
+        return preprocessing(decode(index, data)[None])[0]
+
+    def serving_bytes(image_bytes):
+        indices = tf.range(tf.size(image_bytes, out_type=tf.int64), dtype=tf.int64)
+        x = tf.map_fn(one, (indices, image_bytes), parallel_iterations=1,
+                      fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+        return _outputs(model_call(x), class_names, False)
+
+    return serving_bytes
+
+
+def signatures_record(limit: int | None = None) -> dict[str, Any]:
+    """The manifest's `signatures` section: the SavedModel's signatures and their inputs
+    (`keras_cnns/serving/verify.py` checks serving_bytes against serving_default)."""
+    outputs = ["probabilities", "classes", "labels"]
+    return {
+        "serving_default": {"input": "images", "dtype": "uint8",
+                            "shape": "[batch, height, width, 1 or 3]", "outputs": outputs},
+        "serving_bytes": {"input": BYTES_INPUT, "dtype": "string", "shape": "[batch]",
+                          "formats": list(BYTES_FORMATS),
+                          "max_pixels": max_pixels() if limit is None else int(limit),
+                          "outputs": outputs},
+        "serve": {"input": "inputs", "dtype": "float32",
+                  "shape": "[batch, *image_size, channels], preprocessed",
+                  "outputs": ["logits"]},
+    }
 
 
 def class_labels(class_names, classes):
@@ -150,11 +308,14 @@ def wrote_in_tensorflow_child(model, *, native=("tensorflow",), **files) -> bool
 
 
 def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -> None:
-    """Write `model` as a SavedModel with `serving_default` and `serve` (module docstring).
+    """Write `model` as a SavedModel with `serving_default`, `serving_bytes` and `serve`
+    (module docstring).
 
     `mean` and `std` are the source's per-channel constants on the [0, 1] scale, as training
     used them; `preprocess` maps them to the model's channels exactly as the pipeline does.
-    `class_names` (one per output) give serving_default its `labels` output.
+    `class_names` (one per output) give the image signatures their `labels` output. The
+    preprocessing is one traced function, which serving_default calls on its batch and
+    serving_bytes on each decoded image.
 
     Under the TensorFlow and JAX Keras backends the SavedModel is written here (JAX's model
     call through jax2tf); under torch, whose Keras export needs torch_xla, a TensorFlow-backend
@@ -167,18 +328,32 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
                                  mean=mean, std=std, class_names=class_names):
         return
     height, width, channels = model_input_shape(model)
+    input_shape = (height, width, channels)
     backend = keras.backend.backend()
     serve_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")
     images_spec = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+    bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
+    preprocessing = tf.function(preprocessing_function(input_shape, mean=mean, std=std),
+                                input_signature=[images_spec], autograph=False)
+
+    def image_signatures(model_call) -> dict:
+        return {
+            "serving_default": tf.function(
+                serving_function(model_call, input_shape, mean=mean, std=std,
+                                 class_names=class_names, preprocessing=preprocessing),
+                input_signature=[images_spec], autograph=False),
+            "serving_bytes": tf.function(
+                bytes_serving_function(model_call, input_shape, preprocessing=preprocessing,
+                                       class_names=class_names),
+                input_signature=[bytes_spec], autograph=False),
+        }
+
     if backend == "tensorflow":
         def serve(inputs):
             return tf.cast(model(inputs, training=False), tf.float32)
 
-        serving_default = serving_function(serve, (height, width, channels), mean=mean, std=std,
-                                           class_names=class_names)
         _save_canonical(path, {
-            "serving_default": tf.function(serving_default, input_signature=[images_spec],
-                                           autograph=False),
+            **image_signatures(serve),
             "serve": tf.function(serve, input_signature=[serve_spec], autograph=False),
         })
         return
@@ -189,8 +364,8 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
         return keras.ops.cast(model(inputs, training=False), "float32")
 
     # JAX: the archive holds tf.Variable copies of the weights (track) and converts the
-    # model call with jax2tf; serving_default's TensorFlow preprocessing then calls that
-    # converted endpoint, so both signatures share one copy of the weights. jax2tf
+    # model call with jax2tf; the image signatures' TensorFlow preprocessing then calls that
+    # converted endpoint, so all signatures share one copy of the weights. jax2tf
     # serialises StableHLO for the listed platforms only (by default, the exporting one):
     # CPU and CUDA, so that an export made on either can serve on both (CPU serving is
     # tested; CUDA serving is not, for want of a TensorFlow GPU build here).
@@ -199,13 +374,10 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
         "serve", serve_jax, input_signature=[serve_spec],
         jax2tf_kwargs={"native_serialization_platforms": ("cpu", "cuda")},
     )
-    serving_default = serving_function(model_call, (height, width, channels), mean=mean, std=std,
-                                       class_names=class_names)
     # A traced tf.function is added as it is, not converted again.
-    serving_default = tf.function(serving_default, input_signature=[images_spec],
-                                  autograph=False)
-    serving_default.get_concrete_function()
-    archive.add_endpoint("serving_default", serving_default)
+    for name, function in image_signatures(model_call).items():
+        function.get_concrete_function()
+        archive.add_endpoint(name, function)
     archive.write_out(str(path), verbose=False)
 
 
@@ -266,6 +438,16 @@ def _canonical_function_names(path: Path) -> None:
                           text_format.MessageToString(saved))
     placeholders = {str(n).encode(): f"captured_{rank}".encode()
                     for rank, n in enumerate(sorted(set(map(int, counters))))}
+    # And a while loop's unused inputs (tf.map_fn's, in serving_bytes) by its condition's
+    # name before the library renamed it: "map_while_map_while_cond_936___redundant_...".
+    unused = re.compile(r"_(\d+)(___redundant_placeholder\d+)")
+    loops = sorted({int(n) for n, _ in unused.findall(text_format.MessageToString(saved))})
+    loop_rank = {str(n): str(rank) for rank, n in enumerate(loops)}
+
+    def renamed_string(value: str) -> str:
+        value = renamed.get(value, value)
+        return unused.sub(lambda m: f"_{loop_rank.get(m.group(1), m.group(1))}{m.group(2)}",
+                          value)
 
     def repeated(field) -> bool:  # `label` is gone from newer protobuf runtimes
         if hasattr(field, "is_repeated"):
@@ -296,9 +478,9 @@ def _canonical_function_names(path: Path) -> None:
                     rewrite(item)
             elif field.type == FieldDescriptor.TYPE_STRING:
                 if repeated(field):
-                    value[:] = [renamed.get(v, v) for v in value]
-                elif value in renamed:
-                    setattr(message, field.name, renamed[value])
+                    value[:] = [renamed_string(v) for v in value]
+                elif renamed_string(value) != value:
+                    setattr(message, field.name, renamed_string(value))
 
     rewrite(saved)
     for meta in saved.meta_graphs:  # and listed in name order, not in the order of tracing

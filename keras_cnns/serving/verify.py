@@ -6,7 +6,11 @@ Checks, in order, and stops at the first failure with one sentence on stderr (ex
   2. the golden probabilities of the probe images, through `serving_default`;
   3. the test accuracy (exactly) and loss, through `serving_default` on the stored test split,
      or on `--data FILE.npz` (arrays `images`, `labels`) when the export could not store it;
-  4. model.tflite, if any: its test accuracy (exactly, as its manifest section records) and
+  4. serving_bytes, when the manifest records it: there, taking a string input named
+     `*_bytes`, and giving serving_default's classes and probabilities (to GOLDEN_TOLERANCE) and
+     labels for the golden images encoded as PNG (tf.io.encode_png), and refusing a PNG header
+     one pixel over its recorded max_pixels;
+  5. model.tflite, if any: its test accuracy (exactly, as its manifest section records) and
      labels, by tf.lite.Interpreter on the split resized as tflite_export.at_size does.
 
 It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
@@ -222,6 +226,11 @@ SHA256 = Rule("a sha256 (64 hex digits)",
               lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)
 FILE_IN_EXPORT = Rule("a file name inside the export", _inside)
 NULL_OR_FILE = or_null(FILE_IN_EXPORT)
+# The signature for encoded images; TF Serving's REST API decodes {"b64": ...} into an input
+# whose name ends in _bytes.
+BYTES_SIGNATURE = "serving_bytes"
+BYTES_INPUT_NAME = Rule("a signature input name ending in _bytes",
+                        lambda v: isinstance(v, str) and re.fullmatch(r"\w+_bytes", v) is not None)
 
 # A dict is an object that must hold its keys but those under Maybe (others may be there
 # too); a Rule is a value. Other files the project reads back write their schemas this way.
@@ -243,6 +252,9 @@ MANIFEST_SCHEMA = {
         "mean": NUMBERS,
         "std": NUMBERS,
     },
+    # Exports written before serving_bytes have no signatures section.
+    "signatures": Maybe({BYTES_SIGNATURE: {"input": BYTES_INPUT_NAME,
+                                           "max_pixels": POSITIVE_INTEGER}}),
     "files": EachEntry(FILE_IN_EXPORT, SHA256),
     "golden": {
         "indices": Rule("a list of test indices",
@@ -448,21 +460,29 @@ def load_split(path: Path, what: str):
     return images, labels
 
 
-def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
+def golden_images(export: Path, manifest: dict, test_set):
+    """The golden probe images: the golden file's, or the test split's at golden.indices."""
     import numpy as np
 
     golden = manifest["golden"]
     indices = np.asarray(golden["indices"], dtype=np.int64)
     if golden.get("images_file"):
-        images, _ = load_split(export / golden["images_file"], "Golden file")
-    elif test_set is None:
+        return load_split(export / golden["images_file"], "Golden file")[0]
+    if test_set is None:
         raise VerifyError("The export stores no test split for its golden images; pass it "
                           "with --data.")
-    elif len(indices) and indices.max() >= len(test_set[0]):
+    if len(indices) and indices.max() >= len(test_set[0]):
         raise VerifyError(f"The test split holds {len(test_set[0])} images, but the golden "
                           f"probe images include test index {indices.max()}.")
-    else:
-        images = test_set[0][indices]
+    return test_set[0][indices]
+
+
+def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
+    import numpy as np
+
+    golden = manifest["golden"]
+    indices = np.asarray(golden["indices"], dtype=np.int64)
+    images = golden_images(export, manifest, test_set)
     try:
         expected = np.asarray(golden["probabilities"], dtype=np.float64)
     except (TypeError, ValueError):
@@ -480,6 +500,63 @@ def check_golden(tf, signature, export: Path, manifest: dict, test_set) -> str:
             f"{expected[row, col]:.8g} in the manifest but the SavedModel gives "
             f"{got[row, col]:.8g}.")
     return f"{len(indices)} probe images within {GOLDEN_TOLERANCE:g} (max diff {diff.max():.2g})"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR chunk (8-bit grey) declaring `width` x `height`, no pixels."""
+    import struct
+    import zlib
+
+    body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(body) - 4) + body
+            + struct.pack(">I", zlib.crc32(body)))
+
+
+def check_bytes(tf, loaded, export: Path, manifest: dict, test_set) -> str:
+    """serving_bytes on the golden images encoded as PNG against serving_default on them."""
+    import numpy as np
+
+    record = manifest["signatures"][BYTES_SIGNATURE]
+    name, limit = record["input"], record["max_pixels"]
+    signature = loaded.signatures.get(BYTES_SIGNATURE)
+    if signature is None:
+        raise VerifyError(f"The SavedModel has no {BYTES_SIGNATURE} signature, which its "
+                          "manifest records.")
+    inputs = signature.structured_input_signature[1]
+    if set(inputs) != {name} or inputs[name].dtype != tf.string:
+        shown = ", ".join(f"{key} {spec.dtype.name}" for key, spec in sorted(inputs.items()))
+        raise VerifyError(f"{BYTES_SIGNATURE} takes {shown or 'no input'}, not the string "
+                          f"input {name} its manifest records.")
+    images = golden_images(export, manifest, test_set)
+    encoded = [tf.io.encode_png(image).numpy() for image in images]
+    try:
+        out = signature(**{name: tf.constant(encoded, tf.string)})
+    except (tf.errors.OpError, TypeError, ValueError) as error:
+        raise VerifyError(f"{BYTES_SIGNATURE} rejects the golden images as PNG "
+                          f"({_first_line(error)}).") from None
+    default = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected, got = default["probabilities"].numpy(), out["probabilities"].numpy()
+    if got.shape != expected.shape or not np.array_equal(out["classes"].numpy(),
+                                                         default["classes"].numpy()):
+        raise VerifyError(f"{BYTES_SIGNATURE} gives other classes than serving_default for "
+                          "the golden images as PNG.")
+    diff = float(np.abs(got - expected).max(initial=0.0))
+    if diff > GOLDEN_TOLERANCE:
+        raise VerifyError(f"{BYTES_SIGNATURE}'s probabilities for the golden images as PNG "
+                          f"differ from serving_default's by {diff:.2g}, over "
+                          f"{GOLDEN_TOLERANCE:g}.")
+    if "labels" in default and not np.array_equal(out["labels"].numpy(),
+                                                   default["labels"].numpy()):
+        raise VerifyError(f"{BYTES_SIGNATURE} gives other labels than serving_default.")
+    try:
+        signature(**{name: tf.constant([png_header(limit + 1, 1)])})
+    except tf.errors.InvalidArgumentError:
+        pass
+    else:
+        raise VerifyError(f"{BYTES_SIGNATURE} accepts a PNG header of {limit + 1:,} pixels, "
+                          f"over the max_pixels of {limit:,} its manifest records.")
+    return (f"{len(encoded)} golden images as PNG as through serving_default (max diff "
+            f"{diff:.2g}); over {limit:,} pixels refused")
 
 
 def check_accuracy(tf, signature, manifest: dict, test_set) -> str:
@@ -564,7 +641,8 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
     report("files", check_files(export, manifest["files"]))
     tf = import_tensorflow()
     try:
-        signature = tf.saved_model.load(str(export)).signatures["serving_default"]
+        loaded = tf.saved_model.load(str(export))
+        signature = loaded.signatures["serving_default"]
     except Exception as error:  # any load failure is a verification failure
         raise VerifyError(f"The SavedModel in {export} cannot be loaded "
                           f"({_first_line(error)}).") from None
@@ -575,6 +653,10 @@ def verify(export: Path, data: Path | None = None) -> list[str]:
     elif evaluation.get("test_set"):
         test_set = load_split(export / evaluation["test_set"], "Test set")
     report("golden", check_golden(tf, signature, export, manifest, test_set))
+    if BYTES_SIGNATURE in (manifest.get("signatures") or {}):
+        report("bytes", check_bytes(tf, loaded, export, manifest, test_set))
+    else:
+        report("bytes", f"the manifest records no {BYTES_SIGNATURE} (an older export)", "skip")
     if test_set is None:
         report("accuracy", evaluation.get("note") or ("no test split stored" if evaluation
                                                       else "converted weights, no test split"),
