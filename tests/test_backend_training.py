@@ -82,7 +82,7 @@ def check_run(backend: str, proc, export: Path, tmp_path: Path) -> None:
 def check_export_in_tensorflow(export: Path) -> np.ndarray:
     """The export's signatures are TensorFlow's, and the .keras reproduces them here."""
     loaded = tf.saved_model.load(str(export))
-    assert set(loaded.signatures) == {"serving_default", "serve"}
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serve"}
     serving = loaded.signatures["serving_default"]
     (spec,) = serving.structured_input_signature[1].values()
     assert spec.name == "images" and spec.dtype == tf.uint8 and spec.shape.as_list() == [None] * 4

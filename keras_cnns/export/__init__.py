@@ -26,6 +26,8 @@ SavedModel signatures (plain `tf.saved_model.load(export_dir)`, no Keras needed)
         Any height and width; channels 1 or 3 (converted to the model's, anything else fails).
         The training preprocessing (`keras_cnns.data.preprocess`: scale, resize, normalise, with
         the source's constants) is traced into the graph.
+    serving_bytes(image_bytes: string [batch]) -> the same outputs, from encoded JPEG, PNG, GIF
+        or BMP files decoded in the graph (TF Serving's REST `{"b64": ...}` convention).
     serve(inputs: float32 [batch, *model input]) -> logits, for already-preprocessed inputs.
 One signature per name (as TF Serving needs), so the channel count is handled inside the graph.
 Any Keras backend exports: TensorFlow traces the model directly; JAX through jax2tf (StableHLO

@@ -6,7 +6,8 @@ preprocessing constants and class names come from its publisher. `export_convert
 same directory layout as a training export (`directory.write_export`, atomic):
 
 - the SavedModel with `serving_default` (uint8 images of any size, resized to the model's
-  input and normalised with `mean` and `std` on the [0, 1] scale) and `serve`,
+  input and normalised with `mean` and `std` on the [0, 1] scale), `serving_bytes` (encoded
+  images) and `serve`,
 - `model.keras`,
 - `golden.npz`: a fixed batch of random probe images, whose probabilities the manifest holds,
 - `manifest.json`: `dataset` (class names, mean, std), `preprocessing`, `golden`,
