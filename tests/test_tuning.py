@@ -161,6 +161,7 @@ def test_tiny_lenet_search_reports_every_trial(lenet_search):
     assert "val_accuracy" in table and "time (s)" in table and len(table.splitlines()) == 3
     for name in ("best.json", "results.csv", "results.png", "search.json"):
         assert (result.directory / name).stat().st_size > 0
+    assert sorted(p.name for p in result.tensorboard_dir.iterdir()) == result.ran
 
 
 @pytest.mark.slow
@@ -221,9 +222,11 @@ def test_rerun_resumes_extends_and_overwrites(lenet_search, tmp_path):
 
     with pytest.raises(ConfigError, match=r"holds another search \(epochs 1 there, 2 here\)"):
         search(directory, epochs=2)
+    assert len(list(more.tensorboard_dir.iterdir())) == 3
     fresh = search(directory, max_trials=1, overwrite=True)
     assert len(fresh.trials) == 1 and fresh.ran == [fresh.trials[0].trial_id]
     assert not (directory / "best.json").exists()  # the old search's result is gone
+    assert [p.name for p in fresh.tensorboard_dir.iterdir()] == fresh.ran  # its logs too
 
 
 def test_trial_finished_just_before_a_kill_is_not_run_again(lenet_search, tmp_path):
@@ -236,6 +239,82 @@ def test_trial_finished_just_before_a_kill_is_not_run_again(lenet_search, tmp_pa
     state["ongoing_trials"] = {"tuner0": lenet_search.trials[-1].trial_id}
     oracle_file.write_text(json.dumps(state))
     assert search(directory).ran == []
+
+
+def test_a_trial_run_again_after_a_kill_starts_its_tensorboard_logs_over(lenet_search,
+                                                                          tmp_path):
+    directory = tmp_path / "search"
+    shutil.copytree(lenet_search.directory, directory)
+    last = lenet_search.trials[-1].trial_id
+    trial_file = directory / "trials" / f"trial_{last}" / "trial.json"
+    trial_file.write_text(json.dumps({**json.loads(trial_file.read_text()), "status": "RUNNING"}))
+    oracle_file = directory / "trials" / "oracle.json"
+    oracle_file.write_text(json.dumps({**json.loads(oracle_file.read_text()),
+                                       "ongoing_trials": {"tuner0": last}}))
+    run = directory / "tensorboard" / last / "execution0"
+    killed = set(run.rglob("events.*"))  # stand-ins for the interrupted run's logs
+    assert killed and search(directory).ran == [last]
+    assert not killed & set(run.rglob("events.*"))
+    scalars, _ = tensorboard_events(run / "validation")
+    assert "epoch_loss" in scalars and all(len(values) == 1 for values in scalars.values())
+
+
+# -- TensorBoard ----------------------------------------------------------------------------
+
+
+def tensorboard_events(run: Path):
+    """({tag: [value per step]}, {hparams tag: HParamsPluginData}) of one TensorBoard run
+    folder (its own event files, not its subfolders')."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(run)).Reload()
+    try:
+        hparams = {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+                   for tag, content in events.PluginTagToContent("hparams").items()}
+    except KeyError:  # no hparams data in this folder
+        hparams = {}
+    scalars = {tag: [float(tf.make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)]
+               for tag in events.Tags()["tensors"] if not tag.startswith("_hparams_/")}
+    return scalars, hparams
+
+
+def test_a_search_writes_hparams_and_scalars_for_tensorboard_and_resumes(tmp_path, capsys):
+    from tensorboard.plugins.hparams import api_pb2
+
+    from keras_cnns.commands import tune
+
+    directory = tmp_path / "search"
+    argv = [*TINY_FLAGS, "--max-trials", "1", "--directory", str(directory)]
+    assert tune.main(argv) == 0
+    board = directory / "tensorboard"
+    assert f"tensorboard    tensorboard --logdir {board}\n" in capsys.readouterr().out
+    (trial_dir,) = board.iterdir()  # one run per trial, named by its id
+    trial = json.loads((directory / "trials" / f"trial_{trial_dir.name}" / "trial.json")
+                       .read_text())
+    run = trial_dir / "execution0"
+
+    scalars, hparams = tensorboard_events(run)
+    assert scalars == {}
+    start = hparams["_hparams_/session_start_info"].session_start_info
+    assert {k: v.number_value for k, v in start.hparams.items()} == pytest.approx(
+        trial["hyperparameters"]["values"])
+    assert start.group_name == trial_dir.name
+    end = hparams["_hparams_/session_end_info"].session_end_info
+    assert api_pb2.Status.Name(end.status) == "STATUS_SUCCESS"
+    for split in ("train", "validation"):
+        scalars, _ = tensorboard_events(run / split)
+        assert {"epoch_loss", "epoch_accuracy"} <= set(scalars)
+        assert all(len(values) == 1 for values in scalars.values())  # the trial's one epoch
+    observed = trial["metrics"]["metrics"]["val_accuracy"]["observations"][0]["value"][0]
+    assert scalars["epoch_accuracy"] == [pytest.approx(observed)]
+
+    written = {p: p.stat().st_mtime_ns for p in board.rglob("*")}
+    assert tune.main(argv) == 0  # resumed: the finished search writes no new logs
+    out = capsys.readouterr().out
+    assert "1 trial(s) already finished" in out and f"--logdir {board}\n" in out
+    assert {p: p.stat().st_mtime_ns for p in board.rglob("*")} == written
 
 
 def test_best_json_round_trips_into_training(lenet_search, tmp_path):

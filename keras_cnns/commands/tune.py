@@ -4,8 +4,9 @@ Searches the model's search space (declared in its file under keras_cnns/models/
 width, lr, optionally augment; or --space FILE) with
 keras-tuner, training every trial like train.py would (same flags, data pipeline and
 strategy) for --epochs epochs (a quarter of the training run's by default). Prints a
-results table, writes DIR/results.png and DIR/best.json (the training run with the best
-values, at its full epochs); retrain and export it with
+results table, writes DIR/results.png, DIR/best.json (the training run with the best
+values, at its full epochs) and DIR/tensorboard (`tensorboard --logdir DIR/tensorboard`:
+keras-tuner's HParams dashboard and every trial's curves); retrain and export it with
 `python scripts/train.py --config DIR/best.json`. Re-running the same command resumes;
 --overwrite starts over. For several tuner processes see tuning/README.md.
 """
@@ -91,9 +92,13 @@ def main(argv=None, prog: str = PROG) -> int:
         except tuning.TuningError as error:
             sys.stderr.write(f"{prog}: error: {error}\n")
             return 1
+        board = (f"tensorboard --logdir {result.tensorboard_dir}"
+                 if result.tensorboard_dir.is_dir() else None)
         if part == "worker":
             ran = ", ".join(result.ran) or "none"
             print(f"Search finished; this worker completed trials: {ran}.")
+            if board:
+                print(f"its trials in TensorBoard: {board}")
             return 0
         print()
         print(tuning.format_table(result))
@@ -102,6 +107,8 @@ def main(argv=None, prog: str = PROG) -> int:
         files = tuning.write_reports(result)
         print(f"table          {files['csv']}")
         print(f"plot           {files['plot']}")
+        if board:
+            print(f"tensorboard    {board}")
         if "best" not in files:
             sys.stderr.write(f"{prog}: error: no trial completed, so there is no best.json; "
                              "see the trial messages above.\n")

@@ -13,7 +13,9 @@ Layout of `directory`: `trials/` is keras-tuner's project (oracle state, one `tr
 trial); `search.json` records what is searched, so that re-running a different command
 there, or a worker whose command differs from the chief's, is refused instead of mixing two
 searches; `report.py` adds `best.json`,
-`results.csv` and `results.png`.
+`results.csv` and `results.png`; `tensorboard/` holds keras-tuner's HParams data and each
+trial's scalars (`tensorboard/<trial id>/execution0/`, TensorFlow backend), for
+`tensorboard --logdir DIR/tensorboard`.
 
 Resuming is keras-tuner's own: with `overwrite=False` it reloads the oracle from
 `trials/`, finished trials stay finished, and a trial that was running when the process
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner
 import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
@@ -50,6 +53,9 @@ from keras_cnns.tuning.space import SearchSpace
 
 TUNERS = ("random", "hyperband", "bayesian")
 PROJECT = "trials"
+# keras-tuner gives the TensorBoard callback passed to search() a folder per trial under it
+# and adds the HParams plugin's callback (Tuner._configure_tensorboard_dir).
+TENSORBOARD = "tensorboard"
 SEARCH_FILE = "search.json"
 # What _difference compares; an empty dict is any object.
 SEARCH_SCHEMA = {"tuner": TEXT, "space": {}, "config": {}}
@@ -95,6 +101,11 @@ class SearchResult:
     space: SearchSpace
     base: RunConfig  # what every trial starts from: `training` with the search's epochs
     training: RunConfig  # the run being tuned, as given
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where the trials' TensorBoard logs are: `tensorboard --logdir` it."""
+        return self.directory / TENSORBOARD
 
     def best_config(self) -> RunConfig | None:
         """The best trial's values in the training config: what best.json holds."""
@@ -165,6 +176,9 @@ class _Reporting:
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        # A trial run again after an interruption starts its TensorBoard logs over too, so
+        # that its curves are not drawn on top of the interrupted run's.
+        shutil.rmtree(self.tensorboard_dir / trial.trial_id, ignore_errors=True)
         values = self.hypermodel.space.trial_values(trial.hyperparameters.values)
         hyper = trial.hyperparameters.values
         budget = f" (to epoch {hyper['tuner/epochs']})" if "tuner/epochs" in hyper else ""
@@ -236,6 +250,7 @@ def make_tuner(hypermodel: CNNHyperModel, tuner: str, max_trials: int, directory
         raise ConfigError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}.")
     made.log = log
     made.ran = []
+    made.tensorboard_dir = Path(directory) / TENSORBOARD
     return made
 
 
@@ -311,7 +326,8 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     try:
         if serve:
             # verbose: keras-tuner's own progress display only where no trial runs to report.
-            made.search(epochs=config.epochs, verbose=1 if part == "chief" else 0)
+            made.search(epochs=config.epochs, verbose=1 if part == "chief" else 0,
+                        callbacks=_tensorboard_callbacks(made.tensorboard_dir))
     except RuntimeError as error:
         if "consecutive failures" not in str(error):
             raise
@@ -324,6 +340,18 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     trials = [_record(trial, space, config) for _, trial in sorted(made.oracle.trials.items())]
     return SearchResult(directory, part, tuner, trials, made.ran, best_trial(trials), space,
                         config, training)
+
+
+def _tensorboard_callbacks(log_dir: Path) -> list:
+    """The TensorBoard callback keras-tuner turns into per-trial scalars and HParams data.
+
+    keras-tuner gives it a folder per trial and adds the HParams callback on the TensorFlow
+    backend only; elsewhere every trial would write into the same folder, so none is passed.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return []
+    # No graph: a tf.distribute step's graph is large and the dashboard is for the scalars.
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
 
 
 def _check_saved_trials(project: Path) -> None:
@@ -399,6 +427,7 @@ def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool
         for name in OUTPUT_FILES:
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(directory / PROJECT, ignore_errors=True)
+        shutil.rmtree(directory / TENSORBOARD, ignore_errors=True)
     elif path.exists():
         found = _recorded_identity(path)
         if found != wanted:
