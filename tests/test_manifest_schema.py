@@ -1,4 +1,4 @@
-"""The manifest schema and the array-header check of keras_cnns/serving/verify.py, and the
+"""The manifest schema and the array-header check of keras_cnns/serving/verify_export.py, and the
 library's readers that apply them (read_manifest, predict's loader, amend's arrays).
 
 Round 3's bad-input classes, without a trained export: each corrupt field type of the schema
@@ -20,7 +20,8 @@ import pytest
 
 from keras_cnns import export as export_lib
 from keras_cnns.export import amend
-from keras_cnns.serving import prediction, verify
+from keras_cnns.serving import prediction
+from keras_cnns.serving import verify_export as verify
 
 
 def valid_manifest() -> dict:

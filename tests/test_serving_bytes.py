@@ -16,7 +16,7 @@ from keras_cnns import export as export_lib
 from keras_cnns.export import saved_model
 from keras_cnns.export.converted import export_converted
 from keras_cnns.models import build_model
-from keras_cnns.serving import verify as verify_lib
+from keras_cnns.serving import verify_export as verify_lib
 from keras_cnns.serving.prediction import DEFAULT_MAX_PIXELS
 
 OUTPUTS = {"probabilities", "classes", "labels"}

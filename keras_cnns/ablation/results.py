@@ -18,7 +18,7 @@ from typing import Any
 
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.machine import cpu_facts
-from keras_cnns.serving.verify import (
+from keras_cnns.serving.verify_export import (
     ACCURACY,
     NUMBER,
     POSITIVE_INTEGER,

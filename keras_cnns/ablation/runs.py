@@ -31,7 +31,7 @@ from keras_cnns.ablation.results import (
     read_checked,
 )
 from keras_cnns.config import ConfigError
-from keras_cnns.serving.verify import TEXT, EachEntry, EachItem
+from keras_cnns.serving.verify_export import TEXT, EachEntry, EachItem
 from keras_cnns.training import run_dir as run_dirs
 
 FAILURES_FILE = "failures.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # verify.py must run as a lone file, so the console helpers every command shares live there
 # and are used from there, not copied.
-from keras_cnns.serving.verify import (  # noqa: F401  (used by every command)
+from keras_cnns.serving.verify_export import (  # noqa: F401  (used by every command)
     OneLineParser,
     is_native_noise,
     quiet_native_logs,

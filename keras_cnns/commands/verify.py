@@ -1,10 +1,10 @@
 """Verify an export with TensorFlow alone: `keras-cnns verify EXPORT [--data FILE.npz]`.
 
-The body is keras_cnns/serving/verify.py, which imports no other module of ours, so that one
+The body is keras_cnns/serving/verify_export.py, which imports no other module of ours, so that one
 file also runs by itself wherever TensorFlow is (scripts/verify.py runs it so).
 """
 
-from keras_cnns.serving import verify
+from keras_cnns.serving import verify_export as verify
 
 PROG = "verify.py"
 

@@ -16,7 +16,7 @@ from keras_cnns import files
 from keras_cnns.export import directory, onnx_export, tflite_export
 from keras_cnns.export.saved_model import load_serving, run_serving
 from keras_cnns.export.worker import write_in_tensorflow
-from keras_cnns.serving.verify import INTEGERS, UINT8, load_arrays
+from keras_cnns.serving.verify_export import INTEGERS, UINT8, load_arrays
 
 
 def export_images(export_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_cnns import files
 from keras_cnns.machine import cpu_facts, process_alive
-from keras_cnns.serving import verify
+from keras_cnns.serving import verify_export as verify
 
 FORMAT_VERSION = verify.FORMAT_VERSION  # the one the manifest schema accepts
 MANIFEST_FILE = "manifest.json"
@@ -194,7 +194,7 @@ def remove_stale_exports(parent: Path) -> list[Path]:
 
 def read_manifest(export_dir: str | Path) -> dict[str, Any]:
     """The export's manifest, refused in one sentence unless it meets the manifest schema
-    (keras_cnns.serving.verify's: verify and every reader of an export apply the one)."""
+    (keras_cnns.serving.verify_export's: verify and every reader of an export apply the one)."""
     return verify.read_manifest(Path(export_dir), error=ExportError)
 
 

@@ -267,7 +267,7 @@ def bytes_serving_function(model_call, input_shape, *, preprocessing, class_name
 
 def signatures_record(limit: int | None = None) -> dict[str, Any]:
     """The manifest's `signatures` section: the SavedModel's signatures and their inputs
-    (`keras_cnns/serving/verify.py` checks serving_bytes against serving_default)."""
+    (`keras_cnns/serving/verify_export.py` checks serving_bytes against serving_default)."""
     outputs = ["probabilities", "classes", "labels"]
     return {
         "serving_default": {"input": "images", "dtype": "uint8",

@@ -1,6 +1,6 @@
 """How an export is scored: accuracy and loss, the test split's fingerprint, the golden probe.
 
-The arithmetic is keras_cnns.serving.verify's (`score`, `content_sha256`), which must stand
+The arithmetic is keras_cnns.serving.verify_export's (`score`, `content_sha256`), which must stand
 alone: an export and its verification compute the same numbers by the same lines.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_cnns.serving import verify
-from keras_cnns.serving.verify import GOLDEN_TOLERANCE, content_sha256
+from keras_cnns.serving import verify_export as verify
+from keras_cnns.serving.verify_export import GOLDEN_TOLERANCE, content_sha256
 
 __all__ = ["GOLDEN_SIZE", "GOLDEN_TOLERANCE", "LOSS_EPSILON", "content_sha256", "golden_indices",
            "relative_gap", "score"]

@@ -37,7 +37,7 @@ from PIL import Image
 from keras_cnns.config import ConfigError
 from keras_cnns.data import DataError
 from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
-from keras_cnns.serving.verify import INTEGERS, UINT8, load_arrays
+from keras_cnns.serving.verify_export import INTEGERS, UINT8, load_arrays
 
 GAP = 2  # pixels between tiles, in the background colour
 BACKGROUND = 255

@@ -69,7 +69,7 @@ def timed(forward: Callable[[], Any], repeats: int) -> tuple[Any, float]:
 
 def _export_stats(path: Path) -> tuple[list, list, np.ndarray | None]:
     from keras_cnns.export import ExportError, read_manifest
-    from keras_cnns.serving.verify import UINT8, load_arrays
+    from keras_cnns.serving.verify_export import UINT8, load_arrays
 
     dataset = read_manifest(path)["dataset"]
     images = None

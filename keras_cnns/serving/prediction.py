@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_cnns.serving.verify import read_manifest
+from keras_cnns.serving.verify_export import read_manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 FORMATS = "PNG, JPEG, GIF or BMP"

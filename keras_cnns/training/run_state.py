@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from keras_cnns import files
-from keras_cnns.serving.verify import (
+from keras_cnns.serving.verify_export import (
     COUNT,
     NUMBER,
     POSITIVE_INTEGER,

@@ -45,7 +45,7 @@ from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 from keras_cnns import files
 from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig, read_json_file
 from keras_cnns.preflight import check_run, check_writable_dir
-from keras_cnns.serving.verify import TEXT, check_schema
+from keras_cnns.serving.verify_export import TEXT, check_schema
 from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel

@@ -14,9 +14,10 @@ Checks, in order, and stops at the first failure with one sentence on stderr (ex
      labels, by tf.lite.Interpreter on the split resized as tflite_export.at_size does.
 
 It deliberately imports neither keras_cnns nor Keras, so it proves the export is usable
-wherever TensorFlow is: `python keras_cnns/serving/verify.py EXPORT` runs this one file, and so
-does a copy of it. The library reads exports through the same pieces (the manifest schema, the
-array-header check, `score` and `content_sha256`), imported from here: one of each.
+wherever TensorFlow is: `python keras_cnns/serving/verify_export.py EXPORT` runs this one
+file, and so does a copy of it. The library reads exports through the same pieces (the
+manifest schema, the array-header check, `score` and `content_sha256`), imported from here:
+one of each.
 """
 
 from __future__ import annotations
