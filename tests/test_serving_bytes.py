@@ -13,7 +13,7 @@ from PIL import Image
 from test_predict_verify import make_export
 
 from keras_cnns import export as export_lib
-from keras_cnns.export import saved_model
+from keras_cnns.export import encoded_images, saved_model
 from keras_cnns.export.converted import export_converted
 from keras_cnns.models import build_model
 from keras_cnns.serving import verify_export as verify_lib
@@ -118,11 +118,11 @@ def test_a_bad_string_fails_its_call_and_the_next_call_works(loaded, bad, says):
 def test_each_formats_header_is_read_before_decoding(fmt):
     pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     data = tf.io.encode_jpeg(pixels).numpy() if fmt == "jpeg" else pillow(pixels, fmt.upper())
-    decode = tf.function(saved_model.decode_function(599), autograph=False)
+    decode = tf.function(encoded_images.decode_function(599), autograph=False)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="its header declares 20x30 pixels; it must have between 1 and 599"):
         decode(tf.constant(0, tf.int64), tf.constant(data))
-    decoded = tf.function(saved_model.decode_function(600), autograph=False)(
+    decoded = tf.function(encoded_images.decode_function(600), autograph=False)(
         tf.constant(0, tf.int64), tf.constant(data))
     assert decoded.shape == (20, 30, 3)
 

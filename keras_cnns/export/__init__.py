@@ -43,6 +43,8 @@ The modules, each one idea, import one another without a cycle (import-linter ch
     directory         file names, atomic writing and amending, the manifest, provenance
     scoring           accuracy and loss, the test split's fingerprint, the golden probe
     saved_model       the SavedModel's signatures, per Keras backend
+    encoded_images    serving_bytes' in-graph decoding, its header size checked first
+    canonical_savedmodel   the same model, the same SavedModel bytes
     onnx_export       model.onnx;  tflite_export  model.tflite
     tensorflow_process, worker   the TensorFlow-backend child that converts a `.keras` file
     bundle            export_model: the whole export of a training run

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnns.export.canonical_savedmodel import save_canonical
 from keras_cnns.export.directory import EVAL_BATCH_SIZE, MODEL_FILE, ExportError
+from keras_cnns.export.encoded_images import BYTES_FORMATS, BYTES_INPUT, decode_function, max_pixels
 from keras_cnns.export.tensorflow_process import run_tensorflow_writers
 
 
@@ -147,96 +149,6 @@ def serving_function(model_call, input_shape, *, mean, std, class_names=None,
     return serving_default
 
 
-# What serving_bytes decodes, by the file's first bytes (as predict, by content, not by name).
-BYTES_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-BYTES_INPUT = "image_bytes"
-# Header bytes read before decoding: PNG's IHDR ends at 24, BMP's height at 26.
-_HEADER_BYTES = 32
-
-
-def max_pixels() -> int:
-    """The most pixels serving_bytes decodes: the predict command's default limit (Pillow's)."""
-    from keras_cnns.serving.prediction import DEFAULT_MAX_PIXELS
-
-    return int(DEFAULT_MAX_PIXELS)
-
-
-def _header_size(tf, data, padded, is_jpeg, is_png, is_gif):
-    """int64 `(height, width)` that the header of `data` declares, without decoding a pixel:
-    JPEG by `tf.io.extract_jpeg_shape`; PNG (IHDR: big-endian uint32 width, height at 16),
-    GIF (logical screen: little-endian uint16 at 6) and BMP (little-endian int32 at 18, the
-    fields TensorFlow's BMP decoder reads; a negative height is a top-down image) from
-    `padded`, `data` followed by zero bytes, so short input reads zeros, never out of range."""
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER_BYTES), tf.uint8),
-                   tf.int64)
-
-    def number(start, length, big_endian=False):
-        order = range(length) if big_endian else reversed(range(length))
-        value = tf.constant(0, tf.int64)
-        for i in order:
-            value = value * 256 + head[start + i]
-        return value
-
-    def signed32(value):
-        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
-
-    png = tf.stack([number(20, 4, True), number(16, 4, True)])
-    gif = tf.stack([number(8, 2), number(6, 2)])
-    bmp = tf.stack([signed32(number(22, 4)), signed32(number(18, 4))])
-    other = tf.where(is_png, png, tf.where(is_gif, gif, bmp))
-    return tf.cond(is_jpeg,
-                   lambda: tf.io.extract_jpeg_shape(data, output_type=tf.int64)[:2],
-                   lambda: other)
-
-
-def decode_function(limit: int):
-    """`(index, data)` -> uint8 `[height, width, 1 or 3]`: one encoded JPEG, PNG, GIF or BMP
-    image, decoded only once its header declares at most `limit` pixels (checked again on the
-    decoded shape). Anything else raises InvalidArgumentError naming `image_bytes[index]`:
-    empty, not one of the formats, over the limit, or damaged (the decoder's own message).
-    An alpha channel is dropped (grey + alpha -> grey, RGBA -> RGB), as predict's Pillow
-    conversion does; serving_default's preprocessing then converts 1 or 3 channels alike."""
-    import tensorflow as tf
-
-    def refuse_unless(condition, *parts):
-        return tf.debugging.Assert(condition, [tf.strings.join(
-            [p if isinstance(p, str) else tf.strings.as_string(p) for p in parts])])
-
-    def decode(index, data):
-        name = tf.strings.join([f"{BYTES_INPUT}[", tf.strings.as_string(index), "]"])
-        padded = tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)])
-        first = tf.strings.substr(padded, 0, 8)
-        is_png = tf.equal(first, b"\x89PNG\r\n\x1a\n")
-        is_gif = tf.logical_or(tf.equal(tf.strings.substr(padded, 0, 6), b"GIF87a"),
-                               tf.equal(tf.strings.substr(padded, 0, 6), b"GIF89a"))
-        is_bmp = tf.equal(tf.strings.substr(padded, 0, 2), b"BM")
-        is_jpeg = tf.equal(tf.strings.substr(padded, 0, 3), b"\xff\xd8\xff")
-        known = tf.reduce_any(tf.stack([is_png, is_gif, is_bmp, is_jpeg]))
-        size = tf.strings.length(data)
-        check = refuse_unless(known, "serving_bytes: ", name, " (", size, " bytes) is not a ",
-                              ", ".join(BYTES_FORMATS[:-1]), " or ", BYTES_FORMATS[-1],
-                              " image")
-        with tf.control_dependencies([check]):
-            height, width = tf.unstack(_header_size(tf, data, padded, is_jpeg, is_png, is_gif))
-
-        def within(height, width, what):
-            pixels = height * width  # each below 2**32 here: no int64 overflow
-            return refuse_unless(
-                tf.logical_and(pixels <= limit, pixels > 0), "serving_bytes: ", name, what,
-                height, "x", width, " pixels; it must have between 1 and ", f"{limit:,}",
-                " (larger images are refused as possible decompression bombs)")
-
-        with tf.control_dependencies([within(height, width, ": its header declares ")]):
-            image = tf.io.decode_image(data, channels=0, dtype=tf.uint8,
-                                       expand_animations=False)
-        shape = tf.shape(image, out_type=tf.int64)
-        with tf.control_dependencies([within(shape[0], shape[1], " decodes to ")]):
-            keep = tf.where(shape[2] >= 3, 3, 1)
-            return tf.ensure_shape(image[:, :, :keep], [None, None, None])
-
-    return decode
-
-
 def bytes_serving_function(model_call, input_shape, *, preprocessing, class_names=None,
                            limit: int | None = None):
     """`serving_bytes`'s body: string `[batch]` of encoded images -> serving_default's outputs.
@@ -352,7 +264,7 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
         def serve(inputs):
             return tf.cast(model(inputs, training=False), tf.float32)
 
-        _save_canonical(path, {
+        save_canonical(path, {
             **image_signatures(serve),
             "serve": tf.function(serve, input_signature=[serve_spec], autograph=False),
         })
@@ -379,138 +291,6 @@ def write_saved_model(model, path: str | Path, *, mean, std, class_names=None) -
         function.get_concrete_function()
         archive.add_endpoint(name, function)
     archive.write_out(str(path), verbose=False)
-
-
-def _save_canonical(path, endpoints: dict) -> None:
-    """`tf.saved_model.save` of `endpoints` (tf.functions), the same bytes for the same model.
-
-    Keras' ExportArchive tracks the variables the endpoints capture in an order that follows
-    their id() hashes, so two identical models (two identical deterministic runs) wrote
-    different `variables.*` and `saved_model.pb` bytes; here they are tracked sorted by name.
-    No weight is stored twice: only the captured tf.Variables are tracked, not Keras's wrappers.
-    fingerprint.pb's random `uuid` becomes one derived from the fingerprint's content hashes.
-    """
-    import tensorflow as tf
-
-    concrete = {name: fn.get_concrete_function() for name, fn in endpoints.items()}
-    captured = {}
-    for function in concrete.values():
-        for variable in function.variables:
-            captured.setdefault(id(variable), variable)
-    variables = sorted(captured.values(), key=lambda v: (v.name, tuple(v.shape)))
-    if len({v.name for v in variables}) != len(variables):
-        raise ExportError("The model has two variables of one name; name its layers uniquely.")
-    module = tf.Module()
-    module.captured_variables = variables
-    for name, function in endpoints.items():
-        setattr(module, name, function)
-    tf.saved_model.save(module, str(path), signatures=concrete)
-    _canonical_function_names(Path(path))
-    _canonical_fingerprint(Path(path))
-
-
-def _canonical_function_names(path: Path) -> None:
-    """Number the graph's functions by their order, not by the process-wide trace counter.
-
-    TensorFlow names a traced function `<name>_<uid>` with a counter shared by everything the
-    process traced before (a training run traces hundreds), so the same export written after
-    another history got other names; the names are rewritten to `<name>_<rank>`, everywhere
-    they occur (function library, call attributes, the object graph's maps), and the library is
-    sorted by name.
-    """
-    import re
-
-    from google.protobuf.descriptor import FieldDescriptor
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    file = path / "saved_model.pb"
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(file.read_bytes())
-    names = [function.signature.name for meta in saved.meta_graphs
-             for function in meta.graph_def.library.function]
-    numbered = [(int(m.group(2)), m.group(1), name) for name in names
-                if (m := re.fullmatch(r"(.*)_(\d+)", name))]
-    renamed = {name: f"{stem}_{rank}" for rank, (_, stem, name) in enumerate(sorted(numbered))}
-    # Captured variables' placeholders are also named by that counter ("_user_specified_name").
-    from google.protobuf import text_format
-
-    counters = re.findall(r'key: "_user_specified_name"\s+value \{\s+s: "(\d+)"',
-                          text_format.MessageToString(saved))
-    placeholders = {str(n).encode(): f"captured_{rank}".encode()
-                    for rank, n in enumerate(sorted(set(map(int, counters))))}
-    # And a while loop's unused inputs (tf.map_fn's, in serving_bytes) by its condition's
-    # name before the library renamed it: "map_while_map_while_cond_936___redundant_...".
-    unused = re.compile(r"_(\d+)(___redundant_placeholder\d+)")
-    loops = sorted({int(n) for n, _ in unused.findall(text_format.MessageToString(saved))})
-    loop_rank = {str(n): str(rank) for rank, n in enumerate(loops)}
-
-    def renamed_string(value: str) -> str:
-        value = renamed.get(value, value)
-        return unused.sub(lambda m: f"_{loop_rank.get(m.group(1), m.group(1))}{m.group(2)}",
-                          value)
-
-    def repeated(field) -> bool:  # `label` is gone from newer protobuf runtimes
-        if hasattr(field, "is_repeated"):
-            return field.is_repeated
-        return field.label == FieldDescriptor.LABEL_REPEATED
-
-    def rewrite(message) -> None:
-        for field, value in message.ListFields():
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                entries = dict(value)
-                if field.message_type.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING:
-                    value.clear()
-                    for key, item in entries.items():
-                        target = value[renamed.get(key, key)]
-                        if hasattr(item, "CopyFrom"):
-                            target.CopyFrom(item)
-                            rewrite(target)
-                            if key == "_user_specified_name" and target.s in placeholders:
-                                target.s = placeholders[target.s]
-                        else:
-                            value[renamed.get(key, key)] = item
-                else:
-                    for item in value.values():
-                        if hasattr(item, "ListFields"):
-                            rewrite(item)
-            elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                for item in (value if repeated(field) else [value]):
-                    rewrite(item)
-            elif field.type == FieldDescriptor.TYPE_STRING:
-                if repeated(field):
-                    value[:] = [renamed_string(v) for v in value]
-                elif renamed_string(value) != value:
-                    setattr(message, field.name, renamed_string(value))
-
-    rewrite(saved)
-    for meta in saved.meta_graphs:  # and listed in name order, not in the order of tracing
-        library = meta.graph_def.library
-        functions = sorted((type(f).FromString(f.SerializeToString()) for f in library.function),
-                           key=lambda function: function.signature.name)
-        del library.function[:]
-        library.function.extend(functions)
-    file.write_bytes(saved.SerializeToString(deterministic=True))
-
-
-def _canonical_fingerprint(path: Path) -> None:
-    import hashlib
-
-    from tensorflow.core.protobuf import fingerprint_pb2
-
-    file = path / "fingerprint.pb"
-    if not file.exists():
-        return
-    fingerprint = fingerprint_pb2.FingerprintDef()
-    try:  # the checksums of the rewritten saved_model.pb, as TensorFlow computes them
-        from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
-
-        fingerprint.ParseFromString(fingerprinting.CreateFingerprintDef(str(path)))
-    except (ImportError, AttributeError):
-        fingerprint.ParseFromString(file.read_bytes())
-    fingerprint.ClearField("uuid")
-    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
-    fingerprint.uuid = str(int.from_bytes(digest[:16], "big"))
-    file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
 class _DropGradientWarnings:

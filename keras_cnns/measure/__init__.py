@@ -10,7 +10,8 @@
 - `litert_latency`: an export's size, accuracy and latency, SavedModel vs LiteRT
   (`keras-cnns tflite-latency`).
 - `layer_views`: what a trained model's layers respond to: first-layer filters, feature maps,
-  Grad-CAM, occlusion and the images that excite chosen units (`keras-cnns visualize`).
+  Grad-CAM, occlusion and the images that excite chosen units (`keras-cnns visualize`);
+  `layer_subject` loads what it looks at, `tile_grids` draws arrays as pictures.
 - `isa`: the CPU's ISA classes, what oneDNN dispatched to, and `--isa avx2` emulation.
 - `child`: the one way these run a measurement in a fresh process (another Keras backend, an
   ISA cap, nothing warm carried over).

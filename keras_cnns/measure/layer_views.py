@@ -22,171 +22,38 @@ size follows from the layer shapes (`grid_shape`).
 from __future__ import annotations
 
 import html
-import math
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image
 
 from keras_cnns.config import ConfigError
-from keras_cnns.data import DataError
-from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
-from keras_cnns.serving.verify_export import INTEGERS, UINT8, load_arrays
+from keras_cnns.measure.layer_subject import (  # noqa: F401  (the notebook API above)
+    Subject,
+    conv_layers,
+    displayable,
+    load_image_files,
+    load_subject,
+    model_inputs,
+)
+from keras_cnns.measure.tile_grids import (
+    FILTER_SIDE,
+    IMAGE_SIDE,
+    evidence_row,
+    feature_grid,
+    grid,
+    rgb,
+    save_png,
+)
 
-GAP = 2  # pixels between tiles, in the background colour
-BACKGROUND = 255
-FILTER_SIDE = 48  # the least side a filter or feature-map tile is drawn at
-IMAGE_SIDE = 96  # the least side an input image tile is drawn at
 DEFAULT_UNITS = (0, 1, 2, 3)
-MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 BATCH = 128
-
-
-@dataclass
-class Subject:
-    """A model and what it is looked at with: its preprocessing, stored images and classes."""
-
-    model: keras.Model
-    name: str
-    mean: list[float]
-    std: list[float]
-    class_names: list[str]
-    images: np.ndarray | None = None  # stored test images, uint8 [N, H, W, 1 or 3]
-    labels: np.ndarray | None = None
-    reads: list[Path] = field(default_factory=list)  # the paths this reads (never written)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.model.inputs[0].shape[1:])
-
-
-# -- loading --------------------------------------------------------------------------------------
-
-def load_subject(path: str | Path) -> Subject:
-    """An export directory, a `.keras` file, or a run directory (its export), loaded.
-
-    An export brings its preprocessing, class names and stored test images (test_set.npz, or
-    golden.npz where the split was too large); a bare `.keras` file brings none of these:
-    its inputs are scaled to [0, 1] only and its classes are numbered.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ExportError(f"{path} does not exist.")
-    if not os.access(path, os.R_OK):
-        raise ExportError(f"{path} cannot be read.")
-    if path.is_file():
-        model = _load_model(path)
-        channels = _check_model(model, path)[-1]
-        classes = int(model.outputs[0].shape[-1])
-        return Subject(model, path.stem, [0.0] * channels, [1.0] * channels,
-                       [str(i) for i in range(classes)], reads=[path])
-    if (path / "config.json").is_file() and not (path / "manifest.json").is_file():
-        from keras_cnns.training.run_dir import load_run_config
-
-        export = load_run_config(path).output
-        if not export or not (Path(export) / "manifest.json").is_file():
-            raise ExportError(f"Run {path} has no export yet ({export or 'no output'} is not "
-                              "an export directory).")
-        subject = load_subject(export)
-        subject.reads.append(path)
-        return subject
-    if not (path / "manifest.json").is_file():
-        raise ExportError(f"{path} is neither an export, a run directory nor a .keras file.")
-    from keras_cnns.training.evaluation import check_export_files
-
-    check_export_files(path)
-    manifest = read_manifest(path)
-    model = _load_model(path / MODEL_FILE)
-    _check_model(model, path / MODEL_FILE)
-    stored = (manifest.get("evaluation") or {}).get("test_set") or \
-        manifest["golden"].get("images_file") or GOLDEN_FILE
-    arrays = load_arrays(path / stored, {"images": UINT8, "labels": INTEGERS},
-                         "Test images", error=ExportError)
-    images, labels = arrays["images"], arrays["labels"]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(labels) != len(images):
-        raise ExportError(f"Test images {path / stored} must be uint8 [N, H, W, 1 or 3] with "
-                          f"one label each, got {list(images.shape)} and {len(labels)} labels.")
-    pre = manifest["preprocessing"]
-    return Subject(model, path.resolve().name, [float(m) for m in pre["mean"]],
-                   [float(s) for s in pre["std"]], list(manifest["dataset"]["class_names"]),
-                   images, labels.astype(np.int64), reads=[path])
-
-
-def _load_model(path: Path) -> keras.Model:
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # a truncated or foreign file: say which, not how it broke
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ExportError(f"{path} is not a loadable Keras model ({first}).") from None
-
-
-def _check_model(model, path) -> tuple[int, int, int]:
-    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
-    if len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
-        raise ExportError(f"{path} is not an image model with one fixed (height, width, 1 or "
-                          f"3) input, it takes {shape}.")
-    if not conv_layers(model):
-        raise ExportError(f"{path} has no Conv2D layer, so there is nothing to visualize.")
-    return tuple(int(d) for d in shape)
-
-
-def load_image_files(paths, input_shape) -> np.ndarray:
-    """Image files decoded with Pillow to the model's channels and resized to its input
-    (bilinear): uint8 [N, H, W, C]. A file that is not a readable image is a DataError."""
-    height, width, channels = input_shape
-    out = []
-    for path in map(Path, paths):
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise DataError(f"Image {path} does not exist or cannot be read.")
-        try:
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise DataError(f"Image {path} declares {image.width}x{image.height} "
-                                    f"pixels, over the limit of {MAX_PIXELS:,}.")
-                image = image.convert("L" if channels == 1 else "RGB")
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
-        except DataError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise DataError(f"Image {path} cannot be decoded and converted to {channels} "
-                            f"channel(s) at {height}x{width} ({first}).") from None
-        out.append(array.reshape(height, width, channels))
-    return np.stack(out)
-
-
-def model_inputs(subject: Subject, images: np.ndarray) -> np.ndarray:
-    """uint8 images, any size, 1 or 3 channels -> the model's float32 input, as training and
-    the export's serving_default preprocess them (`keras_cnns.data.preprocess`)."""
-    from keras_cnns.data import preprocess
-
-    height, width, channels = subject.input_shape
-    x = preprocess(np.asarray(images), image_size=(height, width), mean=subject.mean,
-                   std=subject.std, channels=channels)
-    return np.asarray(x, dtype=np.float32)
-
-
-def displayable(subject: Subject, x: np.ndarray) -> np.ndarray:
-    """Model inputs back to [0, 1] RGB for drawing (the normalisation undone)."""
-    mean = np.asarray(subject.mean, np.float32)
-    std = np.asarray(subject.std, np.float32)
-    if mean.size != x.shape[-1]:
-        mean, std = np.full(x.shape[-1], mean.mean()), np.full(x.shape[-1], std.mean())
-    return _rgb(np.clip(x * std + mean, 0.0, 1.0))
-
-
 # -- layers ---------------------------------------------------------------------------------------
-
-def conv_layers(model) -> list:
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-
 
 def first_dense(model):
     return next((layer for layer in model.layers if isinstance(layer, keras.layers.Dense)), None)
@@ -331,43 +198,6 @@ def top_images(activations: np.ndarray, unit: int, k: int) -> np.ndarray:
 
 # -- drawing --------------------------------------------------------------------------------------
 
-def _rgb(x: np.ndarray) -> np.ndarray:
-    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
-
-
-def colormap(values: np.ndarray, name: str) -> np.ndarray:
-    """[..., ] values in [0, 1] -> [..., 3] RGB in [0, 1] through matplotlib's colour map."""
-    import matplotlib
-
-    return matplotlib.colormaps[name](np.clip(values, 0.0, 1.0))[..., :3]
-
-
-def grid_shape(count: int, tile_h: int, tile_w: int, *, least: int, cols: int | None = None):
-    """(rows, cols, scale, height, width) of the grid `grid` draws for `count` tiles."""
-    cols = cols or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    scale = max(1, math.ceil(least / min(tile_h, tile_w)))
-    height = rows * tile_h * scale + (rows + 1) * GAP
-    width = cols * tile_w * scale + (cols + 1) * GAP
-    return rows, cols, scale, height, width
-
-
-def grid(tiles, *, least: int, cols: int | None = None) -> np.ndarray:
-    """RGB tiles [n, h, w, 3] in [0, 1] -> one uint8 image, each tile scaled up by a whole
-    factor to at least `least` pixels a side, GAP pixels of background between them."""
-    tiles = np.asarray(tiles, np.float64)
-    count, tile_h, tile_w = tiles.shape[:3]
-    rows, cols, scale, height, width = grid_shape(count, tile_h, tile_w, least=least, cols=cols)
-    canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
-    big = np.repeat(np.repeat(tiles, scale, axis=1), scale, axis=2)
-    big = np.round(np.clip(big, 0.0, 1.0) * 255).astype(np.uint8)
-    for i, tile in enumerate(big):
-        top = GAP + (i // cols) * (tile_h * scale + GAP)
-        left = GAP + (i % cols) * (tile_w * scale + GAP)
-        canvas[top:top + tile_h * scale, left:left + tile_w * scale] = tile
-    return canvas
-
-
 def filter_grid(model, layer=None) -> np.ndarray:
     """The first convolution's filters as a grid, every filter scaled by the one min/max over
     all of them (so they compare): colour for 3 input channels, grey for 1."""
@@ -377,39 +207,8 @@ def filter_grid(model, layer=None) -> np.ndarray:
         kernel = kernel.mean(axis=2, keepdims=True)
     low, high = kernel.min(), kernel.max()
     scaled = (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
-    tiles = _rgb(np.moveaxis(scaled, -1, 0))
+    tiles = rgb(np.moveaxis(scaled, -1, 0))
     return grid(tiles, least=FILTER_SIDE)
-
-
-def feature_grid(maps: np.ndarray) -> np.ndarray:
-    """One image's feature maps [h, w, channels] as a grid, all channels by one scale from the
-    layer's least to its greatest value for this image (a silent channel stays dark)."""
-    low, high = float(maps.min()), float(maps.max())
-    scaled = (maps - low) / (high - low) if high > low else np.zeros_like(maps)
-    return grid(colormap(np.moveaxis(scaled, -1, 0), "viridis"), least=FILTER_SIDE)
-
-
-def _resize(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[h, w] -> [height, width], bilinear (half-pixel centres, as tf.image.resize)."""
-    image = Image.fromarray(values.astype(np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float64)
-
-
-def evidence_row(image: np.ndarray, cam: np.ndarray, drops: np.ndarray) -> np.ndarray:
-    """Input | Grad-CAM over it | occlusion drops over it, for one image ([H, W, 3] in [0, 1];
-    cam at its layer's size; drops per pixel, [H, W])."""
-    height, width = image.shape[:2]
-    heat = _resize(cam, height, width)
-    heat = heat / heat.max() if heat.max() > 0 else heat
-    spread = np.abs(drops).max()
-    signed = 0.5 + 0.5 * drops / spread if spread > 0 else np.full(drops.shape, 0.5)
-    tiles = [image, 0.5 * image + 0.5 * colormap(heat, "jet"),
-             0.5 * image + 0.5 * colormap(signed, "coolwarm")]
-    return grid(tiles, least=IMAGE_SIDE, cols=3)
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path, format="PNG")
 
 
 # -- the whole page -------------------------------------------------------------------------------

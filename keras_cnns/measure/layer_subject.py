@@ -1,0 +1,156 @@
+"""What `layer_views` looks at: a model from an export, a `.keras` file or a run directory, with
+its preprocessing, stored test images and class names, and image files made into its input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+from keras_cnns.data import DataError
+from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
+from keras_cnns.measure.tile_grids import rgb
+from keras_cnns.serving.verify_export import INTEGERS, UINT8, load_arrays
+
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+
+@dataclass
+class Subject:
+    """A model and what it is looked at with: its preprocessing, stored images and classes."""
+
+    model: keras.Model
+    name: str
+    mean: list[float]
+    std: list[float]
+    class_names: list[str]
+    images: np.ndarray | None = None  # stored test images, uint8 [N, H, W, 1 or 3]
+    labels: np.ndarray | None = None
+    reads: list[Path] = field(default_factory=list)  # the paths this reads (never written)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.model.inputs[0].shape[1:])
+
+
+def load_subject(path: str | Path) -> Subject:
+    """An export directory, a `.keras` file, or a run directory (its export), loaded.
+
+    An export brings its preprocessing, class names and stored test images (test_set.npz, or
+    golden.npz where the split was too large); a bare `.keras` file brings none of these:
+    its inputs are scaled to [0, 1] only and its classes are numbered.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"{path} does not exist.")
+    if not os.access(path, os.R_OK):
+        raise ExportError(f"{path} cannot be read.")
+    if path.is_file():
+        model = _load_model(path)
+        channels = _check_model(model, path)[-1]
+        classes = int(model.outputs[0].shape[-1])
+        return Subject(model, path.stem, [0.0] * channels, [1.0] * channels,
+                       [str(i) for i in range(classes)], reads=[path])
+    if (path / "config.json").is_file() and not (path / "manifest.json").is_file():
+        from keras_cnns.training.run_dir import load_run_config
+
+        export = load_run_config(path).output
+        if not export or not (Path(export) / "manifest.json").is_file():
+            raise ExportError(f"Run {path} has no export yet ({export or 'no output'} is not "
+                              "an export directory).")
+        subject = load_subject(export)
+        subject.reads.append(path)
+        return subject
+    if not (path / "manifest.json").is_file():
+        raise ExportError(f"{path} is neither an export, a run directory nor a .keras file.")
+    from keras_cnns.training.evaluation import check_export_files
+
+    check_export_files(path)
+    manifest = read_manifest(path)
+    model = _load_model(path / MODEL_FILE)
+    _check_model(model, path / MODEL_FILE)
+    stored = (manifest.get("evaluation") or {}).get("test_set") or \
+        manifest["golden"].get("images_file") or GOLDEN_FILE
+    arrays = load_arrays(path / stored, {"images": UINT8, "labels": INTEGERS},
+                         "Test images", error=ExportError)
+    images, labels = arrays["images"], arrays["labels"]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(labels) != len(images):
+        raise ExportError(f"Test images {path / stored} must be uint8 [N, H, W, 1 or 3] with "
+                          f"one label each, got {list(images.shape)} and {len(labels)} labels.")
+    pre = manifest["preprocessing"]
+    return Subject(model, path.resolve().name, [float(m) for m in pre["mean"]],
+                   [float(s) for s in pre["std"]], list(manifest["dataset"]["class_names"]),
+                   images, labels.astype(np.int64), reads=[path])
+
+
+def _load_model(path: Path) -> keras.Model:
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # a truncated or foreign file: say which, not how it broke
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ExportError(f"{path} is not a loadable Keras model ({first}).") from None
+
+
+def _check_model(model, path) -> tuple[int, int, int]:
+    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
+    if len(shape) != 3 or None in shape or shape[-1] not in (1, 3):
+        raise ExportError(f"{path} is not an image model with one fixed (height, width, 1 or "
+                          f"3) input, it takes {shape}.")
+    if not conv_layers(model):
+        raise ExportError(f"{path} has no Conv2D layer, so there is nothing to visualize.")
+    return tuple(int(d) for d in shape)
+
+
+def load_image_files(paths, input_shape) -> np.ndarray:
+    """Image files decoded with Pillow to the model's channels and resized to its input
+    (bilinear): uint8 [N, H, W, C]. A file that is not a readable image is a DataError."""
+    height, width, channels = input_shape
+    out = []
+    for path in map(Path, paths):
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise DataError(f"Image {path} does not exist or cannot be read.")
+        try:
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise DataError(f"Image {path} declares {image.width}x{image.height} "
+                                    f"pixels, over the limit of {MAX_PIXELS:,}.")
+                image = image.convert("L" if channels == 1 else "RGB")
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(image, dtype=np.uint8)
+        except DataError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise DataError(f"Image {path} cannot be decoded and converted to {channels} "
+                            f"channel(s) at {height}x{width} ({first}).") from None
+        out.append(array.reshape(height, width, channels))
+    return np.stack(out)
+
+
+def model_inputs(subject: Subject, images: np.ndarray) -> np.ndarray:
+    """uint8 images, any size, 1 or 3 channels -> the model's float32 input, as training and
+    the export's serving_default preprocess them (`keras_cnns.data.preprocess`)."""
+    from keras_cnns.data import preprocess
+
+    height, width, channels = subject.input_shape
+    x = preprocess(np.asarray(images), image_size=(height, width), mean=subject.mean,
+                   std=subject.std, channels=channels)
+    return np.asarray(x, dtype=np.float32)
+
+
+def displayable(subject: Subject, x: np.ndarray) -> np.ndarray:
+    """Model inputs back to [0, 1] RGB for drawing (the normalisation undone)."""
+    mean = np.asarray(subject.mean, np.float32)
+    std = np.asarray(subject.std, np.float32)
+    if mean.size != x.shape[-1]:
+        mean, std = np.full(x.shape[-1], mean.mean()), np.full(x.shape[-1], std.mean())
+    return rgb(np.clip(x * std + mean, 0.0, 1.0))
+
+
+def conv_layers(model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
