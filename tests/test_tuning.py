@@ -466,7 +466,7 @@ def test_a_worker_waits_for_a_chief_that_starts_later(worker, lenet_search, tmp_
                                                       monkeypatch):
     import threading
 
-    monkeypatch.setattr(tuning.search, "CHIEF_WAIT_SECONDS", 120)
+    monkeypatch.setattr(tuning.search_record, "CHIEF_WAIT_SECONDS", 120)
     directory = tmp_path / "shared"
     chief = threading.Timer(2.0, chiefs_directory, (lenet_search, tmp_path))
     chief.start()
@@ -479,7 +479,7 @@ def test_a_worker_waits_for_a_chief_that_starts_later(worker, lenet_search, tmp_
 
 
 def test_a_worker_without_a_chief_gives_up_in_one_sentence(worker, tmp_path, monkeypatch):
-    monkeypatch.setattr(tuning.search, "CHIEF_WAIT_SECONDS", 1)
+    monkeypatch.setattr(tuning.search_record, "CHIEF_WAIT_SECONDS", 1)
     with pytest.raises(ConfigError, match="No chief wrote") as error:
         work(tmp_path / "nobody", worker)
     message = str(error.value)

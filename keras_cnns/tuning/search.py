@@ -15,7 +15,8 @@ there, or a worker whose command differs from the chief's, is refused instead of
 searches; `report.py` adds `best.json`,
 `results.csv` and `results.png`; `tensorboard/` holds keras-tuner's HParams data and each
 trial's scalars (`tensorboard/<trial id>/execution0/`, TensorFlow backend), for
-`tensorboard --logdir DIR/tensorboard`.
+`tensorboard --logdir DIR/tensorboard`. `search_record` beside it checks search.json and the
+distributed roles.
 
 Resuming is keras-tuner's own: with `overwrite=False` it reloads the oracle from
 `trials/`, finished trials stay finished, and a trial that was running when the process
@@ -28,11 +29,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,12 +42,13 @@ import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
 from keras_cnns import files
-from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig, read_json_file
+from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.preflight import check_run, check_writable_dir
-from keras_cnns.serving.verify_export import TEXT, check_schema
 from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
+from keras_cnns.tuning import search_record
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
+from keras_cnns.tuning.search_record import SEARCH_FILE, role
 from keras_cnns.tuning.space import SearchSpace
 
 TUNERS = ("random", "hyperband", "bayesian")
@@ -56,18 +56,9 @@ PROJECT = "trials"
 # keras-tuner gives the TensorBoard callback passed to search() a folder per trial under it
 # and adds the HParams plugin's callback (Tuner._configure_tensorboard_dir).
 TENSORBOARD = "tensorboard"
-SEARCH_FILE = "search.json"
-# What _difference compares; an empty dict is any object.
-SEARCH_SCHEMA = {"tuner": TEXT, "space": {}, "config": {}}
 HYPERBAND_FACTOR = 3
 # Written by report.py; removed with --overwrite so that no stale result outlives its search.
 OUTPUT_FILES = ("best.json", "results.csv", "results.png")
-# The KERASTUNER_TUNER_ID of the process that serves the oracle (keras-tuner's documented id).
-CHIEF_ID = "chief"
-# How long a worker waits for the chief's search.json: as long as keras-tuner's workers wait
-# for the chief's oracle (keras_tuner/src/distribute/oracle_client.py TIMEOUT), so that start
-# order still does not matter.
-CHIEF_WAIT_SECONDS = 60 * 60
 
 
 class TuningError(RuntimeError):
@@ -116,27 +107,6 @@ class SearchResult:
             epochs=self.training.epochs,
             warmup_epochs=self.training.warmup_epochs,
         )
-
-
-def role() -> str:
-    """This process's part in keras-tuner's distributed mode: single, chief or worker."""
-    if "KERASTUNER_ORACLE_IP" not in os.environ:
-        return "single"
-    for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        if not os.environ.get(name):
-            raise ConfigError(f"KERASTUNER_ORACLE_IP is set but {name} is not.")
-    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
-    if tuner_id == CHIEF_ID:
-        return "chief"
-    if CHIEF_ID in tuner_id:
-        # keras-tuner serves the oracle from any id that contains "chief"
-        # (distribute/utils.is_chief_oracle): a second oracle, not a worker.
-        raise ConfigError(
-            f"KERASTUNER_TUNER_ID {tuner_id!r} contains {CHIEF_ID!r}, which keras-tuner "
-            f"reserves for the chief: name the chief exactly {CHIEF_ID!r} and each worker "
-            "without it (worker0, worker1, ...)."
-        )
-    return "worker"
 
 
 def search_epochs(config: RunConfig) -> int:
@@ -305,7 +275,7 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
     # checks model and data
     hypermodel = CNNHyperModel(config, space, strategy=strategy, shards=shards)
     if part == "worker":
-        _join_chiefs_search(directory, config, space, tuner, log)
+        search_record.join_chiefs_search(directory, config, space, tuner, log)
     else:
         if not overwrite:
             _check_saved_trials(directory / PROJECT)
@@ -409,88 +379,26 @@ def _record(trial, space: SearchSpace, base: RunConfig) -> TrialRecord:
                        trial.message or "")
 
 
-def _search_identity(config: RunConfig, space: SearchSpace, tuner: str) -> dict[str, Any]:
-    return {"tuner": tuner, "space": space.to_dict(), "config": _searched(config.to_dict())}
-
-
-def _searched(fields: dict[str, Any]) -> dict[str, Any]:
-    """The config fields that say what is searched (a search.json written before onnx, tflite
-    and tflite_quantize were left out still holds them: they are ignored there too)."""
-    return {k: v for k, v in fields.items() if k not in PLACEMENT_FIELDS}
-
-
 def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool) -> None:
     """Record what `directory` searches; refuse a different search there unless overwriting."""
     path = directory / SEARCH_FILE
-    wanted = _search_identity(config, space, tuner)
+    wanted = search_record.search_identity(config, space, tuner)
     if overwrite:
         for name in OUTPUT_FILES:
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(directory / PROJECT, ignore_errors=True)
         shutil.rmtree(directory / TENSORBOARD, ignore_errors=True)
     elif path.exists():
-        found = _recorded_identity(path)
+        found = search_record.recorded_identity(path)
         if found != wanted:
             raise ConfigError(
-                f"{directory} holds another search ({_difference(found, wanted)}); "
+                f"{directory} holds another search ({search_record.difference(found, wanted)}); "
                 "re-run its command to resume it, pass --overwrite to start over, "
                 "or choose another --directory."
             )
         return
     directory.mkdir(parents=True, exist_ok=True)
     files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-
-
-def _recorded_identity(path: Path) -> dict[str, Any]:
-    """What the search.json at `path` says is searched, checked against SEARCH_SCHEMA; else a
-    ConfigError naming the file and the field."""
-    try:
-        found = read_json_file(path, "Search record")
-        check_schema(found, SEARCH_SCHEMA, str(path), ConfigError)
-    except ConfigError as error:
-        raise ConfigError(f"{str(error).removesuffix('.')}; start over with --overwrite, or "
-                          "choose another --directory.") from None
-    found["config"] = _searched(found["config"])
-    return found
-
-
-def _join_chiefs_search(directory: Path, config, space, tuner: str, log: Callable) -> None:
-    """Refuse to work for a chief that searches something else than this worker's command.
-
-    The chief writes search.json before it serves the oracle; a worker started first waits
-    for it, as keras-tuner's workers wait for the oracle.
-    """
-    path = directory / SEARCH_FILE
-    deadline = time.monotonic() + CHIEF_WAIT_SECONDS
-    if not path.exists():
-        log(f"Waiting for the chief's {path} (up to {CHIEF_WAIT_SECONDS / 60:g} min).")
-    while not path.exists():
-        if time.monotonic() >= deadline:
-            raise ConfigError(
-                f"No chief wrote {path} within {CHIEF_WAIT_SECONDS / 60:g} min; start the chief "
-                f"with this --directory, or copy its {SEARCH_FILE} there when its directory "
-                "is on another machine."
-            )
-        time.sleep(0.5)
-    wanted = _search_identity(config, space, tuner)
-    found = _recorded_identity(path)
-    if found != wanted:
-        raise ConfigError(
-            f"This worker's command searches something else than the chief's in {directory} "
-            f"({_difference(found, wanted)}); start every worker with the chief's command."
-        )
-
-
-def _difference(found, wanted) -> str:
-    if found["tuner"] != wanted["tuner"]:
-        return f"tuner {found['tuner']} there, {wanted['tuner']} here"
-    if found["space"] != wanted["space"]:
-        return "a different search space"
-    theirs = found["config"]
-    for key, value in wanted["config"].items():
-        if theirs.get(key) != value:
-            return f"{key} {theirs.get(key)!r} there, {value!r} here"
-    return "different settings"
 
 
 def _format(values: dict[str, Any]) -> str:
