@@ -384,10 +384,12 @@ print(json.dumps({"optimizer": type(optimizer).__name__, "moved": moved,
 
 @pytest.mark.slow
 def test_the_multi_worker_loop_scales_a_float16_loss(tmp_path):
-    """float16 steps move every weight as far as float32 steps do.
+    """float16 steps move every weight about as far as float32 steps do.
 
     Without loss scaling the small float16 gradients underflow, and the optimizer's unscaling
-    shrinks the rest 2**15-fold: the first layers then move about a hundredth as far.
+    shrinks the rest 2**15-fold: the first layers then move about a hundredth as far. Between
+    the two precisions each tensor's movement varies by up to about 30% from run to run (two
+    replicas, float16 rounding), so the bound is a factor of two, far from a hundredfold.
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
@@ -399,7 +401,8 @@ def test_the_multi_worker_loop_scales_a_float16_loss(tmp_path):
     assert report["optimizer"] == "LossScaleOptimizer"
     moved = report["moved"]
     assert max(moved["off"]) > 0.05, moved  # the float32 steps are a yardstick, not no-ops
-    assert moved["float16"] == pytest.approx(moved["off"], rel=0.1), moved
+    ratios = [half / full for half, full in zip(moved["float16"], moved["off"], strict=True)]
+    assert all(0.5 < ratio < 2.0 for ratio in ratios), moved
     history = (tmp_path / "runs-float16").glob("*/history.csv")
     assert "nan" not in next(history).read_text().lower()
 
