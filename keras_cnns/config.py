@@ -25,6 +25,9 @@ TFLITE_QUANTIZE = ("none", "int8")
 # Fields that say where a run writes and which extra files its export holds, not what it
 # computes: no run identity, search identity or reproduction verdict depends on them.
 PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_quantize")
+# Fields added after runs were first identified, with the value that means "as before": an
+# identity leaves them out at that value, so the unfinished runs of before still resume.
+LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False}
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -72,6 +75,11 @@ class RunConfig:
     weight_decay: float | None = None
     momentum: float = 0.9
     label_smoothing: float = 0.0
+    # The decay of an exponential moving average of the weights (Keras' optimizer `use_ema`):
+    # validation, the best checkpoint, test scores and the export use the average. None: off.
+    ema_decay: float | None = None
+    # The largest global norm of a step's gradient (Keras' `global_clipnorm`). None: no clipping.
+    clip_norm: float | None = None
     dropout: float | None = None
     width: float | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -88,6 +96,8 @@ class RunConfig:
     # 0: one per core on a CPU-only single-replica TensorFlow run, else 1.
     batch_shards: int = 0
     early_stopping: int = 0
+    # TensorBoard image summaries of the first layer's filters each epoch (logs/filters).
+    filter_images: bool = False
     strategy: str = "auto"
     output: str | None = None
     onnx: bool = False
@@ -155,6 +165,9 @@ class RunConfig:
             # The whole split is what every run did before this field existed:
             # leaving it out keeps their identities, so they still resume.
             del payload["train_fraction"]
+        for name, off in LATER_FIELDS_OFF.items():
+            if name in payload and payload[name] == off:
+                del payload[name]
         if payload.get("batch_shards") == 0:
             # Likewise for the automatic choice, which the metrics record as a number (as
             # `mixed_precision: auto` records its dtype policy).
@@ -268,6 +281,8 @@ def _validate(config: RunConfig) -> None:
     check_float("weight_decay", 0.0, None)
     check_float("momentum", 0.0, 1.0)
     check_float("label_smoothing", 0.0, 1.0)
+    check_float("ema_decay", 0.0, 1.0, low_open=True)
+    check_float("clip_norm", 0.0, None, low_open=True)
     check_float("dropout", 0.0, 1.0)
     check_float("width", 0.0, None, low_open=True)
     check_float("train_fraction", 0.0, 1.0, low_open=True, high_open=False)
@@ -289,7 +304,7 @@ def _validate(config: RunConfig) -> None:
             f"Model '{config.model}' has no option {unknown[0]!r}; "
             f"its options are: {', '.join(entry.options)}."
         )
-    for name in ("deterministic", "jit_compile", "onnx", "tflite"):
+    for name in ("deterministic", "jit_compile", "onnx", "tflite", "filter_images"):
         if not isinstance(getattr(config, name), bool):
             fail(f"{name} must be true or false, got {getattr(config, name)!r}.")
     if config.tflite_quantize != "none" and not config.tflite:

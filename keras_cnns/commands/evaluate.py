@@ -1,9 +1,14 @@
 """Score a run directory or an export: `python scripts/evaluate.py runs/<run>`.
 
-Prints accuracy and loss on the test split (or `--split`), and writes a confusion-matrix
-PNG (`--confusion`; default `confusion-<split>.png` inside a run directory, and
-`confusion-<export>-<split>.png` in the current directory for an export, which it never
-writes into: verify.py would then find a file its manifest does not list).
+Prints accuracy (top-1, and top-5 with more than 5 classes) and loss on the test split (or
+`--split`), and writes a confusion-matrix PNG (`--confusion`; default `confusion-<split>.png`
+inside a run directory, and `confusion-<export>-<split>.png` in the current directory for an
+export, which it never writes into: verify.py would then find a file its manifest does not
+list). An export of
+converted weights (`convert.py --to export`, such as torchvision's AlexNet) is scored through
+its serving_default on the images `--dataset` names, as torchvision scores ImageNet:
+
+    python scripts/evaluate.py alexnet-imagenet --dataset folder --data-dir imagenet-val
 """
 
 from pathlib import Path
@@ -42,9 +47,13 @@ def main(argv=None, prog: str = PROG) -> int:
             batch_size=args.batch_size,
             confusion_png=png,
         )
+        from keras_cnns.export.scoring import TOP_K, TOP_K_NAME
+
+        top = metrics.get(f"test_{TOP_K_NAME}")
+        top_k = "" if top is None else f"top-{TOP_K} {top:.4f}  "
         print(
             f"{metrics['dataset']} {args.split}: accuracy {metrics['test_accuracy']:.4f}  "
-            f"loss {metrics['test_loss']:.4f}  ({metrics['test_examples']} images)"
+            f"{top_k}loss {metrics['test_loss']:.4f}  ({metrics['test_examples']} images)"
         )
         print(f"confusion matrix  {png}")
     return 0

@@ -34,6 +34,9 @@ HELP = {
     "weight_decay": "decoupled weight decay (AdamW and SGD; Adam has none)",
     "momentum": "SGD momentum",
     "label_smoothing": "label smoothing of the one-hot targets",
+    "ema_decay": "keep an exponential moving average of the weights with this decay, in (0, 1), "
+    "e.g. 0.99; validation, the best checkpoint, the test scores and the export use it",
+    "clip_norm": "clip each step's gradient to this global norm, in (0, inf)",
     "dropout": "dropout rate of the model's classifier",
     "width": "multiplier on every layer's channels and units",
     "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
@@ -49,6 +52,8 @@ HELP = {
     "core with single-threaded kernels; 0 chooses (one per core, at least 16 images each, on a "
     "CPU-only TensorFlow run); 1 turns it off",
     "early_stopping": "stop after this many epochs without val_accuracy gain; 0 never stops",
+    "filter_images": "write the first layer's filters to TensorBoard as images each epoch "
+    "(RUN/logs/filters)",
     "strategy": "auto, default, mirrored (all local GPUs) or multi_worker (TF_CONFIG)",
     "output": "export directory; default saved_models/<model>-<dataset>-<stamp>",
     "onnx": "also write model.onnx into the export (needs the onnx extra)",

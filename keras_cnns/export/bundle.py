@@ -14,7 +14,8 @@ from keras_cnns.export import directory, onnx_export, saved_model, tflite_export
 from keras_cnns.export.scoring import (
     GOLDEN_TOLERANCE,
     LOSS_EPSILON,
-    confusion_matrix,
+    TOP_K_NAME,
+    class_scores,
     content_sha256,
     golden_indices,
     score,
@@ -97,14 +98,13 @@ def export_model(
         else:
             np.savez_compressed(tmp_dir / directory.GOLDEN_FILE, images=images[probe],
                                 labels=labels[probe])
-        matrix = confusion_matrix(labels, classes, len(info.class_names))
-        per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        served = class_scores(probabilities, labels, list(info.class_names), classes)
+        served.pop("confusion_matrix")
         evaluated = dict(metrics)
-        for key in ("test_accuracy", "test_loss"):
+        for key in ("test_accuracy", f"test_{TOP_K_NAME}", "test_loss"):
             if key in metrics:
                 evaluated[f"keras_{key}"] = metrics[key]
-        evaluated.update(scores, per_class_accuracy=dict(
-            zip(info.class_names, per_class.tolist(), strict=True)))
+        evaluated.update(served, **scores)
         megabytes = (images.nbytes + labels.nbytes) / 2**20
         return {
             **(extra or {}),

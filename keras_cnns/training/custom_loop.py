@@ -5,7 +5,8 @@ value (PerReplica...)", keras-team/keras#20585), so multi-worker runs step
 through `strategy.run` with the same Keras model, optimizer and loss that
 `fit` would use. Every worker reads the same seeded pipeline; the strategy
 shards each global batch across the replicas and all-reduces the gradients,
-so the workers' weights stay identical. Under a float16 policy the optimizer
+so the workers' weights stay identical. With `ema_decay` the validation runs on the weights'
+moving average (`ema.py`), as under `fit`. Under a float16 policy the optimizer
 is a `LossScaleOptimizer` (`factories.build_for_training`) and the loss is
 scaled before the gradients are taken.
 
@@ -26,6 +27,8 @@ import tensorflow as tf
 
 from keras_cnns import files
 from keras_cnns.config import ConfigError
+from keras_cnns.export.scoring import TOP_K, TOP_K_NAME, reports_top_k
+from keras_cnns.training.ema import averaged_weights
 
 
 def fit_multi_worker(
@@ -56,6 +59,17 @@ def fit_multi_worker(
     train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
     val_dist = strategy.experimental_distribute_dataset(val_ds)
 
+    top_k = TOP_K if reports_top_k(int(model.outputs[0].shape[-1])) else 0
+
+    def hits(labels, logits):
+        """Right top-1 and (when reported) top-k predictions in the batch, as float32 sums."""
+        targets = tf.argmax(labels, -1)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), targets), tf.float32))
+        if not top_k:
+            return correct, tf.zeros([])
+        in_top = tf.math.in_top_k(targets, tf.cast(logits, tf.float32), top_k)
+        return correct, tf.reduce_sum(tf.cast(in_top, tf.float32))
+
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
@@ -64,21 +78,18 @@ def fit_multi_worker(
             scaled = optimizer.scale_loss(loss)  # the loss itself unless loss scaling is on
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
-        )
-        return loss, correct
+        return (loss, *hits(labels, logits))
 
     def replica_eval(images, labels):
         logits = model(images, training=False)
         losses = per_example_loss(labels, logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
-        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(correct), tf.float32)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return (tf.reduce_sum(losses), *hits(labels, logits), count)
 
     @tf.function(jit_compile=False)
     def train_step(batch):
-        loss, correct = strategy.run(replica_step, args=batch)
-        return (strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", correct, axis=None))
+        results = strategy.run(replica_step, args=batch)
+        return [strategy.reduce("SUM", value, axis=None) for value in results]
 
     @tf.function
     def eval_step(batch):
@@ -88,27 +99,31 @@ def fit_multi_worker(
     for epoch in range(initial_epoch, config.epochs):
         start = time.perf_counter()
         bar = keras.utils.Progbar(steps_per_epoch, verbose=0 if verbose == 0 else 1)
-        loss_sum = correct_sum = 0.0
+        loss_sum = correct_sum = top_sum = 0.0
         for step in range(steps_per_epoch):
-            loss, correct = train_step(next(train_iter))
+            loss, correct, in_top = train_step(next(train_iter))
             files.reach("batch")
             loss = float(loss)
             if not math.isfinite(loss):
                 raise NonFiniteStateError(epoch + 1, loss)
             loss_sum += loss
-            correct_sum += float(correct)
+            correct_sum, top_sum = correct_sum + float(correct), top_sum + float(in_top)
             bar.update(step + 1, [("loss", loss)])
-        total_loss = total_correct = total_count = 0.0
-        for batch in val_dist:
-            loss, correct, count = eval_step(batch)
-            total_loss, total_correct = total_loss + float(loss), total_correct + float(correct)
-            total_count += float(count)
+        totals = [0.0] * 4  # loss, right, in the top k, images
+        with averaged_weights(model, optimizer, enabled=config.ema_decay is not None):
+            for batch in val_dist:
+                totals = [total + float(value) for total, value in
+                          zip(totals, eval_step(batch), strict=True)]
+        count = max(totals[3], 1)
         row = {
             "loss": loss_sum / steps_per_epoch,
             "accuracy": correct_sum / (steps_per_epoch * global_batch),
-            "val_loss": total_loss / max(total_count, 1),
-            "val_accuracy": total_correct / max(total_count, 1),
+            "val_loss": totals[0] / count,
+            "val_accuracy": totals[1] / count,
         }
+        if top_k:
+            row[TOP_K_NAME] = top_sum / (steps_per_epoch * global_batch)
+            row[f"val_{TOP_K_NAME}"] = totals[2] / count
         if verbose != 0:
             print(
                 f"epoch {epoch + 1}/{config.epochs} ({time.perf_counter() - start:.1f}s) "

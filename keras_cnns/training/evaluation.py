@@ -19,14 +19,15 @@ import numpy as np
 
 from keras_cnns import data as data_lib
 from keras_cnns.config import ConfigError, RunConfig
-from keras_cnns.export.scoring import confusion_matrix, per_class_accuracy
+from keras_cnns.export.scoring import class_scores
 from keras_cnns.preflight import check_writable_dir
 from keras_cnns.training import plots, sharding
 from keras_cnns.training.factories import make_model
 
 
 def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
-    """Accuracy, loss, per-class accuracy and the confusion matrix of `model` on `dataset`."""
+    """Accuracy (and top-5 accuracy with more than 5 classes), loss, per-class accuracy,
+    precision and recall, and the confusion matrix of `model` on `dataset`."""
     labels, logits = [], []
     forward = sharding.inference(model)
     for images, targets in dataset:
@@ -40,15 +41,7 @@ def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None 
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)(
         one_hot, logits
     )
-    predictions = logits.argmax(-1)
-    matrix = confusion_matrix(labels, predictions, len(class_names))
-    return {
-        "test_accuracy": float((predictions == labels).mean()),
-        "test_loss": float(loss),
-        "test_examples": int(len(labels)),
-        "per_class_accuracy": dict(zip(class_names, per_class_accuracy(matrix), strict=True)),
-        "confusion_matrix": matrix.tolist(),
-    }
+    return {**class_scores(logits, labels, class_names), "test_loss": float(loss)}
 
 
 def _load(path: Path) -> tuple[RunConfig, keras.Model]:
@@ -79,6 +72,48 @@ def _load(path: Path) -> tuple[RunConfig, keras.Model]:
 
 def is_export(path: Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "model.keras").is_file()
+
+
+def is_converted(path: Path) -> bool:
+    """Whether `path` is an export of converted weights (`convert.py --to export`)."""
+    from keras_cnns.export import read_manifest
+
+    return is_export(path) and read_manifest(path).get("kind") == "converted"
+
+
+def _evaluate_converted(path: Path, dataset, data_dir, split, batch_size, confusion_png) -> dict:
+    """Score converted weights through their export's `serving_default`, as torchvision's
+    reference scripts score ImageNet: top-1 and top-5 accuracy (plus the loss, per class
+    scores and the confusion matrix) on `dataset`'s uint8 images of `split`.
+
+    Such an export knows no data set of its own, and its preprocessing (the publisher's mean
+    and std) is in its graph, so the images go in as they are. The source's class indices
+    (an image folder's subfolders in sorted order, as torchvision's ImageFolder orders
+    ImageNet's synsets) must be the export's logit order; only their count is checked.
+    """
+    from keras_cnns.export import load_serving, read_manifest, run_serving, score
+
+    check_export_files(path)
+    names = [str(name) for name in read_manifest(path)["dataset"]["class_names"]]
+    if dataset is None:
+        raise ConfigError(
+            f"{path} holds converted weights with no test split of their own; name the images "
+            "to score with --dataset (and --data-dir), e.g. --dataset folder --data-dir DIR.")
+    source = data_lib.load_source(dataset, data_dir)
+    if source.info.num_classes != len(names):
+        raise data_lib.DataError(
+            f"{dataset} has {source.info.num_classes} classes, but the converted weights in "
+            f"{path} predict {len(names)}.")
+    images, labels = source.arrays(split)
+    probabilities, classes = run_serving(load_serving(path), images, batch_size=batch_size)
+    metrics = class_scores(probabilities, labels, names, classes)
+    metrics.update(test_loss=score(probabilities, classes, labels)["test_loss"], split=split,
+                   dataset=dataset)
+    if confusion_png is not None:
+        plots.plot_confusion(
+            np.asarray(metrics["confusion_matrix"]), names, confusion_png,
+            f"{path.name} on {dataset} ({split}): accuracy {metrics['test_accuracy']:.4f}")
+    return metrics
 
 
 def check_export_files(export: Path) -> None:
@@ -138,6 +173,8 @@ def evaluate_path(
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist.")
+    if is_converted(path):
+        return _evaluate_converted(path, dataset, data_dir, split, batch_size, confusion_png)
     config, model = _load(path)
     if dataset is not None:
         config = dataclasses.replace(config, dataset=dataset, data_dir=data_dir)

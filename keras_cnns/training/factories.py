@@ -11,6 +11,7 @@ import math
 import keras
 
 from keras_cnns.config import RunConfig
+from keras_cnns.export.scoring import TOP_K, TOP_K_NAME, reports_top_k
 from keras_cnns.models import build_model
 from keras_cnns.training import sharding
 
@@ -41,14 +42,31 @@ def make_optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.
         )
     else:
         lr = config.lr
+    # Keras' own options, the same on every optimizer: the moving average lives in the
+    # optimizer's variables (so a committed state holds it), and clipping is by the global norm.
+    common = dict(
+        global_clipnorm=config.clip_norm,
+        use_ema=config.ema_decay is not None,
+        ema_momentum=0.99 if config.ema_decay is None else config.ema_decay,
+    )
     if config.optimizer == "sgd":
         # Keras SGD has no weight decay of its own; `weight_decay` applies it decoupled.
         return keras.optimizers.SGD(
-            lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None
+            lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None,
+            **common,
         )
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        return keras.optimizers.Adam(lr, **common)
+    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **common)
+
+
+def training_metrics(num_classes: int) -> list[keras.metrics.Metric]:
+    """What `fit` logs besides the loss: accuracy, and top-5 accuracy where there are more
+    than 5 classes (`scoring.TOP_K`), on one-hot (or mixed) targets."""
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if reports_top_k(num_classes):
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name=TOP_K_NAME))
+    return metrics
 
 
 def make_loss(config: RunConfig) -> keras.losses.Loss:
@@ -125,7 +143,7 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, shards:
             model.compile(
                 optimizer=optimizer,
                 loss=make_loss(config),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                metrics=training_metrics(info.num_classes),
                 # On torch, jit_compile means torch.compile: untested here, and slow to start.
                 jit_compile=config.jit_compile and keras.backend.backend() != "torch",
                 steps_per_execution=steps_per_execution(

@@ -47,13 +47,15 @@ def plot_curves(history: dict[str, list[float]], path: str | Path, title: str = 
 def plot_confusion(matrix: np.ndarray, class_names, path: str | Path, title: str = "") -> None:
     """Row-normalised confusion matrix with the raw counts written in each cell."""
     count = len(class_names)
-    size = max(4.0, 0.5 * count + 2)
+    # Half an inch a class up to 20 inches (ImageNet's 1000 classes would ask for 50,000 px).
+    size = min(max(4.0, 0.5 * count + 2), 20.0)
     figure, axis = plt.subplots(figsize=(size, size))
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(count), labels=class_names, rotation=45, ha="right")
-    axis.set_yticks(range(count), labels=class_names)
+    if count <= 50:  # beyond, the names would overlap: the axes count classes instead
+        axis.set_xticks(range(count), labels=class_names, rotation=45, ha="right")
+        axis.set_yticks(range(count), labels=class_names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     if count <= 30:

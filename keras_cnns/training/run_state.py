@@ -6,7 +6,8 @@ loop) commits one state directory, `backup/epoch-NNNN/`:
     state.json      epochs done, the history rows so far, the best validation accuracy and its
                     epoch, the early-stopping counter, and the sha256 of variables.npz
     variables.npz   every model variable (dropout's seed-generator states included) and every
-                    optimizer variable (its step counter included), in the objects' own order
+                    optimizer variable (its step counter and, with `ema_decay`, the weights'
+                    moving average included), in the objects' own order
 
 The directory is written under a temporary name and renamed into place, so it exists only when
 complete. A resume takes the newest state whose files check out against their hashes and says
@@ -47,6 +48,7 @@ from keras_cnns.serving.verify_export import (
     check_schema,
     or_null,
 )
+from keras_cnns.training.ema import averaged_weights
 
 STATE_FILE = "state.json"
 VARIABLES_FILE = "variables.npz"
@@ -242,8 +244,9 @@ class EpochRecorder:
     """
 
     def __init__(self, run_dir: Path, backup: Path, *, patience: int = 0, chief: bool = True,
-                 state: RunState | None = None):
+                 state: RunState | None = None, ema: bool = False):
         self.run_dir, self.backup, self.patience, self.chief = run_dir, backup, patience, chief
+        self.ema = ema  # the best checkpoint holds the optimizer's moving average (ema.py)
         self.state = state or RunState()
         if self.chief:
             self._publish()
@@ -264,7 +267,8 @@ class EpochRecorder:
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
             best = best_weights_path(self.backup, epoch + 1)
             self.backup.mkdir(parents=True, exist_ok=True)
-            with files.replacing(best) as temporary:
+            with files.replacing(best) as temporary, averaged_weights(
+                    model, optimizer, enabled=self.ema):
                 model.save_weights(temporary)
                 files.reach("best")
         else:

@@ -35,8 +35,10 @@ from keras_cnns.models.precision import set_precision
 from keras_cnns.preflight import check_run
 from keras_cnns.training import plots, run_state, sharding
 from keras_cnns.training import run_dir as run_dirs
+from keras_cnns.training.ema import AveragedValidation
 from keras_cnns.training.evaluation import evaluate
 from keras_cnns.training.factories import build_for_training, epoch_steps, make_loss
+from keras_cnns.training.filter_images import FilterImages
 from keras_cnns.training.strategy import backend_note, check_global_batch, is_chief, make_strategy
 
 
@@ -212,7 +214,8 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
         prefix="keras_cnns-worker-"))
     recorder = run_state.EpochRecorder(
         run_dir, backup, patience=config.early_stopping, chief=chief,
-        state=state or run_state.RunState(batch_shards=shards))
+        state=state or run_state.RunState(batch_shards=shards),
+        ema=config.ema_decay is not None)
     done = recorder.state.epochs_done
     stopped_early = bool(config.early_stopping) and (
         recorder.state.epochs_without_gain >= config.early_stopping)
@@ -251,7 +254,9 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
         if not best.exists():
             best = run_state.best_weights_path(run_dir / run_dirs.BACKUP_DIR,
                                                recorder.state.best_epoch)
-        model.load_weights(best)
+        model.load_weights(best)  # with ema_decay, the moving average at that epoch
+    elif config.ema_decay is not None:
+        optimizer.finalize_variable_values(model.trainable_variables)
     if not chief:
         shutil.rmtree(backup, ignore_errors=True)
     metrics = evaluate(model, test_ds, info.class_names, config)
@@ -289,6 +294,10 @@ def _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds
         EpochCheckpoint(recorder),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
     ]
+    if config.ema_decay is not None:
+        callbacks.insert(0, AveragedValidation(optimizer))
+    if config.filter_images:
+        callbacks.append(FilterImages(run_dir / "logs" / "filters", initial_epoch=done))
     model.fit(
         train_ds,
         epochs=config.epochs,
@@ -331,11 +340,20 @@ def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> P
         config=config.to_dict(),
         source=source,
         metrics=_public_metrics(metrics),
-        extra={"run_dir": str(run_dir)},
+        extra={"run_dir": str(run_dir), "ema": ema_record(config)},
         onnx=config.onnx,
         tflite=config.tflite,
         tflite_quantize=None if config.tflite_quantize == "none" else config.tflite_quantize,
     )
+
+
+def ema_record(config: RunConfig) -> dict | None:
+    """The manifest's `ema`: null, or the decay and which weights the export holds."""
+    if config.ema_decay is None:
+        return None
+    return {"decay": config.ema_decay,
+            "weights": "the optimizer's exponential moving average of the trained weights "
+                       "(Keras use_ema) at the best epoch, not the raw weights"}
 
 
 def _public_metrics(metrics: dict) -> dict:
