@@ -1,16 +1,25 @@
 """keras-cnns visualize and keras_cnns.measure.layer_views on a tiny export (16x16, 1 channel).
 
-The PNGs must open, have the size their layer shapes give and not be blank; the page must
-reference each by a relative path and load nothing remote. Grad-CAM is recomputed here by
-running the layers one by one, and occlusion is checked on a hand-set model whose only
-evidence is one bright square.
+The PNGs must open, have the size their layer shapes give and not be blank, under TensorFlow
+here and under JAX and PyTorch in subprocesses (whose PNGs must equal TensorFlow's), and from a
+converted alexnet2012 export; the page must reference each by a relative path, load nothing
+remote, and show every image in headless Chromium. Grad-CAM is recomputed here by running the
+layers one by one, and with torch autograd on each model's PyTorch twin (ported weights):
+parity metric `max|ours - torch| / max|torch|` over the maps, at most 1e-4. Occlusion is checked
+on a hand-set model whose only evidence is one bright square, and on the export's SavedModel,
+model.tflite and model.onnx against the Keras model.
 """
 
 from __future__ import annotations
 
+import html
+import importlib.util
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -18,12 +27,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from bad_inputs import assert_one_sentence, run_in_process, snapshot
+from extras import require
 from PIL import Image
 
 from keras_cnns.commands import visualize as command
+from keras_cnns.machine import backend_env
 from keras_cnns.measure import layer_views as lv
+from keras_cnns.models import build_model, get_model_entry, list_models
 
+ROOT = Path(__file__).resolve().parents[1]
 GAP, FILTER_SIDE, IMAGE_SIDE = 2, 48, 96  # the layout the PNG sizes are checked against
+PARITY_RTOL = 1e-4
+OTHER_BACKENDS = ("jax", "torch")
 
 
 @pytest.fixture(scope="module")
@@ -60,37 +75,49 @@ def tile_pixels(array, count, tile_h, tile_w, least, cols=None):
         for i in range(count)])
 
 
-def test_every_picture_is_drawn_at_its_size_and_not_blank(exported, drawn):
-    model = keras.saving.load_model(exported / "model.keras", compile=False)
+def expected_pictures(model, count=4, units=range(4), top=9, pool=None):
+    """PNG name -> (tiles, tile height, tile width, least side, columns) for `model`."""
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     dense = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense))
-    side = model.inputs[0].shape[1]
+    side_h, side_w = model.inputs[0].shape[1:3]
     kh, kw, _, filters = convs[0].kernel.shape
     wanted = {f"filters-{convs[0].name}.png": (filters, kh, kw, FILTER_SIDE, None)}
-    for i in range(4):
-        wanted[f"evidence-{i}.png"] = (3, side, side, IMAGE_SIDE, 3)
+    for i in range(count):
+        wanted[f"evidence-{i}.png"] = (3, side_h, side_w, IMAGE_SIDE, 3)
         for conv in convs:
             _, h, w, channels = conv.output.shape
             wanted[f"features-{i}-{conv.name}.png"] = (channels, h, w, FILTER_SIDE, None)
     for layer in (convs[-1], dense):
-        for unit in range(4):
-            wanted[f"top-{layer.name}-unit{unit}.png"] = (9, side, side, IMAGE_SIDE, None)
-    assert {p.name for p in drawn.glob("*.png")} == set(wanted)
+        for unit in units:
+            wanted[f"top-{layer.name}-unit{unit}.png"] = (min(top, pool or top), side_h, side_w,
+                                                         IMAGE_SIDE, None)
+    return wanted
+
+
+def check_pictures(folder: Path, wanted: dict) -> None:
+    """Exactly the `wanted` PNGs, each at its size with tiles that are not blank, and a page
+    that shows each by a relative path, with its caption, and loads nothing remote."""
+    assert {p.name for p in folder.glob("*.png")} == set(wanted)
     for name, (count, h, w, least, cols) in wanted.items():
-        with Image.open(drawn / name) as image:
+        with Image.open(folder / name) as image:
             assert image.format == "PNG"
             array = np.asarray(image.convert("RGB"))
         assert array.shape[:2] == expected_size(count, h, w, least, cols)[:2], name
         assert tile_pixels(array, count, h, w, least, cols).std() > 4, f"{name} is blank"
 
-    page = (drawn / "index.html").read_text()
+    page = (folder / "index.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert sorted(sources) == sorted(wanted)
     for source in sources:
-        assert not Path(source).is_absolute() and (drawn / source).is_file()
+        assert not Path(source).is_absolute() and (folder / source).is_file()
     assert "<script" not in page.lower() and "http" not in page.lower()
     assert page.count("<figcaption>") == len(wanted)
-    assert not list(drawn.parent.glob(".*tmp*"))  # the working folder went
+    assert not list(folder.parent.glob(".*tmp*"))  # the working folder went
+
+
+def test_every_picture_is_drawn_at_its_size_and_not_blank(exported, drawn):
+    model = keras.saving.load_model(exported / "model.keras", compile=False)
+    check_pictures(drawn, expected_pictures(model))
 
 
 def test_filters_share_one_scale_and_use_colour_for_three_channels():
@@ -233,3 +260,208 @@ def test_bad_inputs_end_in_one_sentence_and_write_nothing(exported, tmp_path, ca
         got, _, err = run_in_process("visualize", argv, capsys)
         assert_one_sentence(got, err, code, says, "visualize.py")
         assert snapshot(tmp_path, exported) == before, argv
+
+
+def test_images_that_are_no_uint8_picture_batch_are_one_sentence(exported):
+    from keras_cnns.data import DataError
+
+    subject = lv.load_subject(exported)
+    for bad, says in [(np.zeros((2, 16, 16, 4), np.uint8), "got uint8 [2, 16, 16, 4]"),
+                      (np.zeros((16, 16, 1), np.uint8), "got uint8 [16, 16, 1]"),
+                      (np.zeros((1, 16, 16, 1), np.float32), "got float32 [1, 16, 16, 1]")]:
+        with pytest.raises(DataError, match=re.escape(says)):
+            lv.at_model_size(subject, bad)
+    # Another size and channel count are the model's after it, as training would see them.
+    colour = np.random.default_rng(0).integers(0, 256, (2, 20, 24, 3), np.uint8)
+    assert lv.at_model_size(subject, colour).shape == (2, 16, 16, 1)
+
+
+# -- other backends: the same pictures ------------------------------------------------------------
+@pytest.fixture(scope="module", params=OTHER_BACKENDS)
+def backend(request):
+    require(request.param)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def drawn_elsewhere(exported, tmp_path_factory):
+    """visualize of `exported` under JAX and PyTorch (those installed), two processes at once."""
+    root = tmp_path_factory.mktemp("backends")
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "visualize.py"), str(exported),
+             "--output", str(root / name)],
+            env=backend_env(name, {"JAX_PLATFORMS": "cpu"}), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        for name in OTHER_BACKENDS if importlib.util.find_spec(name) is not None
+    }
+    done = {name: (proc.communicate(timeout=600)[1], proc.returncode)
+            for name, proc in running.items()}
+    return root, done
+
+
+def test_other_backends_draw_the_same_pictures(backend, drawn_elsewhere, exported, drawn):
+    """Grad-CAM's gradient comes from the backend's own autodiff (jax.grad, torch.autograd)."""
+    root, done = drawn_elsewhere
+    stderr, code = done[backend]
+    assert code == 0, f"visualize under {backend}:\n{stderr[-3000:]}"
+    model = keras.saving.load_model(exported / "model.keras", compile=False)
+    check_pictures(root / backend, expected_pictures(model))
+    for png in sorted(drawn.glob("*.png")):
+        ours = np.asarray(Image.open(root / backend / png.name).convert("RGB"), np.int16)
+        tensorflow = np.asarray(Image.open(png).convert("RGB"), np.int16)
+        assert np.abs(ours - tensorflow).max() <= 2, f"{png.name} under {backend}"
+
+
+# -- Grad-CAM against torch autograd on the PyTorch twin ------------------------------------------
+def torch_grad_cam(module, x: np.ndarray) -> np.ndarray:
+    """Grad-CAM of each image's predicted class at the output of the twin's last convolution
+    (after its activation, as a Keras Conv2D's output is), by torch autograd."""
+    import torch
+
+    steps = [m for m in module.modules() if not list(m.children())]
+    last = max(i for i, m in enumerate(steps) if isinstance(m, torch.nn.Conv2d))
+    kept = {}
+    handle = steps[last + 1].register_forward_hook(
+        lambda _, __, output: kept.update(a=output) or output.retain_grad())
+    try:
+        logits = module.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    finally:
+        handle.remove()
+    logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+    activations, gradients = kept["a"].detach(), kept["a"].grad
+    weights = gradients.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * activations).sum(1)).numpy()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_grad_cam_equals_torch_autograd_on_the_twin(name):
+    require("torch")
+    from test_reference_parity import _randomise
+
+    from keras_cnns.reference import build_reference, torch_to_keras
+
+    entry = get_model_entry(name)
+    size = entry.default_image_size
+    shape = (size, size + 4, 3)
+    options = {**entry.test_options, "activation": "relu"}
+    twin = _randomise(build_reference(name, input_shape=shape, num_classes=5, **options), 0)
+    model = build_model(name, input_shape=shape, num_classes=5, **options)
+    torch_to_keras(twin, model)
+    x = np.random.default_rng(1).uniform(size=(3, *shape)).astype(np.float32)
+    expected = torch_grad_cam(twin, x)
+    got = lv.grad_cam(model, x)
+    assert got.shape == expected.shape and expected.max() > 0
+    gap = np.abs(got - expected).max() / np.abs(expected).max()
+    print(f"{name} {shape}: Grad-CAM gap to torch autograd {gap:.1e}")
+    assert gap <= PARITY_RTOL
+
+
+# -- a converted alexnet2012 export ---------------------------------------------------------------
+def test_a_converted_alexnet2012_export_draws_every_picture(tmp_path, capsys):
+    """A torchvision-layout state dict (alexnet2012's keys, narrowed and at 64x64 to be quick)
+    through `convert --to export`, then visualize: its golden probe images, no labels."""
+    require("torch")
+    import torch
+    from test_reference_parity import _randomise
+
+    from keras_cnns.reference import build_reference
+
+    twin = _randomise(build_reference("alexnet2012", input_shape=(64, 64, 3), num_classes=3,
+                                      width=0.25), 0)
+    torch.save(twin.state_dict(), tmp_path / "alexnet.pth")
+    (tmp_path / "names.txt").write_text("tabby cat\ngolden retriever\nespresso\n")
+    export, output = tmp_path / "export", tmp_path / "pictures"
+    code, _, err = run_in_process("convert", [
+        str(tmp_path / "alexnet.pth"), "--to", "export", "--model", "alexnet2012",
+        "--input-shape", "64", "64", "3", "--model-kwargs", "width=0.25",
+        "--mean", "0.485", "0.456", "0.406", "--std", "0.229", "0.224", "0.225",
+        "--class-names", str(tmp_path / "names.txt"), "--output", str(export)], capsys)
+    assert code == 0, err
+    code, _, err = run_in_process("visualize", [str(export), "--output", str(output),
+                                                "--units", "0", "7"], capsys)
+    assert code == 0, err
+    model = keras.saving.load_model(export / "model.keras", compile=False)
+    check_pictures(output, expected_pictures(model, units=(0, 7), pool=4))
+    page = (output / "index.html").read_text()
+    assert "random probe image 0, predicted" in page and "(class " not in page  # no labels
+
+
+# -- occlusion on the export's own files ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_runtimes(exported, tmp_path_factory):
+    """A copy of the export with model.tflite, and model.onnx where the onnx extra is."""
+    from keras_cnns.export import add_onnx, add_tflite
+
+    copy = tmp_path_factory.mktemp("runtimes") / "export"
+    shutil.copytree(exported, copy)
+    add_tflite(copy)
+    if all(importlib.util.find_spec(m) for m in ("onnxruntime", "tf2onnx")):
+        add_onnx(copy)
+    return copy
+
+
+@pytest.mark.parametrize("runtime", ["savedmodel", "tflite", "onnx"])
+def test_occlusion_on_the_exports_files_equals_the_keras_models(runtime, with_runtimes):
+    if runtime == "onnx":
+        require("onnxruntime", "tf2onnx")
+    subject = lv.load_subject(with_runtimes)
+    images = lv.at_model_size(subject, subject.images[:3])
+    keras_drops = lv.occlusion(lv.runtime_probabilities(subject, "keras"), images, fill=lv.GREY)
+    drops = lv.occlusion(lv.runtime_probabilities(subject, runtime), images, fill=lv.GREY)
+    assert np.abs(keras_drops).max() > 1e-3  # the maps say something
+    np.testing.assert_allclose(drops, keras_drops, rtol=0, atol=1e-4)
+
+
+def test_runtime_flag_draws_occlusion_from_that_file(with_runtimes, tmp_path, capsys):
+    output = tmp_path / "out"
+    code, _, err = run_in_process("visualize", [
+        str(with_runtimes), "--runtime", "tflite", "--count", "1", "--units", "0", "--top", "2",
+        "--pool", "8", "--output", str(output)], capsys)
+    assert code == 0, err
+    assert (output / "evidence-0.png").is_file()
+    assert "Right: occlusion on model.tflite (LiteRT)" in (output / "index.html").read_text()
+
+
+# -- the page in a browser ------------------------------------------------------------------------
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const pre = document.createElement("pre");
+  pre.id = "loaded";
+  pre.textContent = [...document.images].map(
+    (img) => `${img.getAttribute("src")} ${img.complete} ${img.naturalWidth} ${img.naturalHeight}`
+  ).join("\\n");
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def loaded_in_chromium(page: Path, profile: Path) -> list[tuple[str, bool, int, int]]:
+    """Each <img> of `page` as headless Chromium has it after loading: src, complete, natural
+    width and height (read by PROBE, added to a test-only copy of the page)."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        message = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+         "--dump-dom", "--virtual-time-budget=10000", probe.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="loaded">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"chromium said:\n{proc.stderr[-3000:]}"
+    rows = [line.split(" ") for line in html.unescape(found.group(1)).splitlines()]
+    return [(src, complete == "true", int(w), int(h)) for src, complete, w, h in rows]
+
+
+def test_the_page_shows_every_image_in_headless_chromium(drawn, tmp_path):
+    page = tmp_path / "page"
+    shutil.copytree(drawn, page)
+    images = loaded_in_chromium(page / "index.html", tmp_path / "profile")
+    assert sorted(src for src, *_ in images) == sorted(p.name for p in drawn.glob("*.png"))
+    for src, complete, width, height in images:
+        with Image.open(drawn / src) as png:
+            assert (complete, width, height) == (True, *png.size), src

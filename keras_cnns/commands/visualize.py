@@ -6,9 +6,11 @@ runs/visualize/<name>) PNGs and one index.html that shows them with captions, of
   1. the first convolution's filters, all scaled by one min/max (colour for 3 channels);
   2. the feature maps of every Conv2D layer (or --layers) for the first --count stored test
      images, or for --images files (decoded with Pillow to the model's channels and size);
-  3. class evidence per image: Grad-CAM on the last convolution and occlusion sensitivity;
+  3. class evidence per image: Grad-CAM on the last convolution (gradients by the running Keras
+     backend: TensorFlow, JAX or PyTorch) and occlusion sensitivity (on --runtime);
   4. for --units of the last convolution and the first Dense layer, the --top stored test
      images (of the first --pool) that activate each most.
+An export is read only if every file matches its sha256 in the manifest.
 See docs/visualize.md. A non-empty --output is refused unless --overwrite is given; the files
 are drawn aside and moved in at the end, so a failure leaves it as it was. Exit status: 0, 1
 for a missing or unreadable model, export or image, 2 for a bad option.
@@ -46,6 +48,10 @@ def parse_args(argv, prog: str = PROG):
                         help="images per unit (default 9)")
     parser.add_argument("--pool", type=integer(1), default=1000,
                         help="stored test images searched for each unit's top (default 1000)")
+    parser.add_argument("--runtime", default="keras",
+                        choices=("keras", "savedmodel", "tflite", "onnx"),
+                        help="what occlusion's forward passes run on: the Keras model (default), "
+                             "or the export's SavedModel, model.tflite or model.onnx")
     args = parser.parse_args(argv)
     if args.output is None:
         stem = args.path.resolve().name
@@ -83,7 +89,8 @@ def main(argv=None, prog: str = PROG) -> int:
             raise ConfigError(f"{args.path} stores no test images; give some with --images.")
         sections = visualize(args.path, args.output, image_files=args.images,
                              overwrite=args.overwrite, count=args.count, layers=args.layers,
-                             units=args.units, top=args.top, pool=args.pool)
+                             units=args.units, top=args.top, pool=args.pool,
+                             runtime=args.runtime)
     pictures = sum(len(figures) for figures in sections.values())
     sys.stdout.write(f"wrote {pictures} PNGs and {args.output / 'index.html'}\n")
     return 0

@@ -15,7 +15,13 @@ from PIL import Image
 from keras_cnns.data import DataError
 from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
 from keras_cnns.measure.tile_grids import rgb
-from keras_cnns.serving.verify_export import INTEGERS, UINT8, load_arrays
+from keras_cnns.serving.verify_export import (
+    INTEGERS,
+    UINT8,
+    VerifyError,
+    check_files,
+    load_arrays,
+)
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
@@ -31,6 +37,8 @@ class Subject:
     class_names: list[str]
     images: np.ndarray | None = None  # stored test images, uint8 [N, H, W, 1 or 3]
     labels: np.ndarray | None = None
+    export: Path | None = None  # the export directory, if the model came from one
+    stored: str = "test image"  # what `images` are, in captions
     reads: list[Path] = field(default_factory=list)  # the paths this reads (never written)
 
     @property
@@ -42,8 +50,10 @@ def load_subject(path: str | Path) -> Subject:
     """An export directory, a `.keras` file, or a run directory (its export), loaded.
 
     An export brings its preprocessing, class names and stored test images (test_set.npz, or
-    golden.npz where the split was too large); a bare `.keras` file brings none of these:
-    its inputs are scaled to [0, 1] only and its classes are numbered.
+    golden.npz where the split was too large; a converted export's golden.npz holds random
+    probe images without labels); a bare `.keras` file brings none of these: its inputs are
+    scaled to [0, 1] only and its classes are numbered. An export is read only once every file
+    matches its sha256 in the manifest, none missing and none added (verify's own check).
     """
     path = Path(path)
     if not path.exists():
@@ -68,10 +78,12 @@ def load_subject(path: str | Path) -> Subject:
         return subject
     if not (path / "manifest.json").is_file():
         raise ExportError(f"{path} is neither an export, a run directory nor a .keras file.")
-    from keras_cnns.training.evaluation import check_export_files
-
-    check_export_files(path)
     manifest = read_manifest(path)
+    try:
+        check_files(path, manifest["files"])
+    except VerifyError as error:
+        said = str(error)
+        raise ExportError(f"Export {path} does not verify: {said[0].lower()}{said[1:]}") from None
     model = _load_model(path / MODEL_FILE)
     _check_model(model, path / MODEL_FILE)
     stored = (manifest.get("evaluation") or {}).get("test_set") or \
@@ -83,9 +95,11 @@ def load_subject(path: str | Path) -> Subject:
         raise ExportError(f"Test images {path / stored} must be uint8 [N, H, W, 1 or 3] with "
                           f"one label each, got {list(images.shape)} and {len(labels)} labels.")
     pre = manifest["preprocessing"]
+    labelled = manifest.get("kind") != "converted"  # a converted export's golden labels are 0s
     return Subject(model, path.resolve().name, [float(m) for m in pre["mean"]],
                    [float(s) for s in pre["std"]], list(manifest["dataset"]["class_names"]),
-                   images, labels.astype(np.int64), reads=[path])
+                   images, labels.astype(np.int64) if labelled else None, export=path,
+                   stored="test image" if labelled else "random probe image", reads=[path])
 
 
 def _load_model(path: Path) -> keras.Model:
@@ -130,6 +144,31 @@ def load_image_files(paths, input_shape) -> np.ndarray:
                             f"channel(s) at {height}x{width} ({first}).") from None
         out.append(array.reshape(height, width, channels))
     return np.stack(out)
+
+
+def check_images(images, what: str = "images") -> np.ndarray:
+    """`images` as uint8 [N, H, W, 1 or 3], N >= 1; anything else is a DataError naming its
+    dtype and shape (the arrays a notebook passes; files go through `load_image_files`)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or \
+            0 in images.shape:
+        raise DataError(f"The {what} must be uint8 [N, H, W, 1 or 3] with N, H and W at least "
+                        f"1, got {images.dtype} {list(images.shape)}.")
+    return images
+
+
+def at_model_size(subject: Subject, images: np.ndarray) -> np.ndarray:
+    """uint8 images given the model's channels and input size as training does
+    (`keras_cnns.data.pipeline.scale_resize`: bilinear, half-pixel centres), rounded back to
+    uint8: the one picture that every view and every runtime is shown."""
+    from keras_cnns.data.pipeline import scale_resize
+
+    height, width, channels = subject.input_shape
+    images = check_images(images)
+    if images.shape[1:] == (height, width, channels):
+        return images
+    scaled = np.asarray(scale_resize(images, (height, width), channels))
+    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
 def model_inputs(subject: Subject, images: np.ndarray) -> np.ndarray:

@@ -9,18 +9,23 @@ Usable from a notebook:
     lv.filter_grid(subject.model)                           # [H, W, 3] uint8, one tile a filter
     cams = lv.grad_cam(subject.model, x)                    # [N, h, w] at the last conv's size
     drops = lv.occlusion(subject.model, x)                  # [N, rows, cols] probability drops
+    tflite = lv.runtime_probabilities(subject, "tflite")    # uint8 at the model's size -> probs
+    drops = lv.occlusion(tflite, lv.at_model_size(subject, subject.images[:4]), fill=lv.GREY)
     lv.visualize("saved_models/<export>", "runs/visualize/x")   # everything, with index.html
 
 The pictures follow Krizhevsky et al. 2012 (Fig. 3, first-layer filters), Zeiler & Fergus 2014
 (feature maps, top-activating images, occlusion sensitivity) and Selvaraju et al. 2017
-(Grad-CAM); docs/visualize.md says what each shows. Grad-CAM takes its gradients with
-tf.GradientTape, so it needs the TensorFlow backend; everything else is forward passes.
+(Grad-CAM); docs/visualize.md says what each shows. Grad-CAM takes its one gradient through the
+running Keras backend (`score_gradients`: TensorFlow, JAX or PyTorch); everything else is
+forward passes, and occlusion can run on an export's SavedModel, LiteRT or ONNX file instead of
+the Keras model (`forward_runtimes`).
 Images are drawn with numpy and Pillow at integer scales (nearest neighbour), so every PNG's
 size follows from the layer shapes (`grid_shape`).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -33,14 +38,23 @@ import keras
 import numpy as np
 
 from keras_cnns.config import ConfigError
+from keras_cnns.measure.forward_runtimes import (  # noqa: F401  (the notebook API above)
+    RUNTIMES,
+    batched,
+    check_runtime,
+    probabilities,
+    runtime_probabilities,
+)
 from keras_cnns.measure.layer_subject import (  # noqa: F401  (the notebook API above)
     Subject,
+    at_model_size,
     conv_layers,
     displayable,
     load_image_files,
     load_subject,
     model_inputs,
 )
+from keras_cnns.measure.score_gradients import class_score_gradients
 from keras_cnns.measure.tile_grids import (
     FILTER_SIDE,
     IMAGE_SIDE,
@@ -53,6 +67,7 @@ from keras_cnns.measure.tile_grids import (
 
 DEFAULT_UNITS = (0, 1, 2, 3)
 BATCH = 128
+GREY = 128  # the uint8 value an occluding patch is filled with
 # -- layers ---------------------------------------------------------------------------------------
 
 def first_dense(model):
@@ -90,27 +105,10 @@ def _outputs_model(model, layers) -> keras.Model:
     return keras.Model(model.input, [layer.output for layer in layers])
 
 
-def _batched(function, x):
-    parts = [function(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]
-    if isinstance(parts[0], (list, tuple)):
-        return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
-    return np.concatenate([np.asarray(p) for p in parts])
-
-
-def probabilities(model, x) -> np.ndarray:
-    """Class probabilities of `x`: the softmax of the logits (or the output itself, when the
-    model ends in a softmax)."""
-    out = _batched(lambda b: keras.ops.convert_to_numpy(model(b, training=False)), x)
-    if getattr(model.layers[-1], "activation", None) is keras.activations.softmax:
-        return out.astype(np.float64)
-    out = out.astype(np.float64) - out.max(-1, keepdims=True)
-    return np.exp(out) / np.exp(out).sum(-1, keepdims=True)
-
-
 def feature_maps(model, x, layers) -> list[np.ndarray]:
     """The outputs of `layers` for inputs `x`, one [N, h, w, channels] array each."""
     probe = _outputs_model(model, layers)
-    got = _batched(lambda b: [keras.ops.convert_to_numpy(t) for t in
+    got = batched(lambda b: [keras.ops.convert_to_numpy(t) for t in
                               _as_list(probe(b, training=False))], x)
     return got
 
@@ -119,28 +117,38 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def split_at(model, layer) -> tuple[keras.Model, keras.Model]:
+    """`model` cut after `layer`: a body from the input to `layer`'s output and a head from that
+    output to the model's, so that a gradient can be taken with respect to the activations."""
+    return (keras.Model(model.input, layer.output),
+            keras.Model(layer.output, model.outputs[0]))
+
+
 def grad_cam(model, x, layer=None, classes=None) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) at `layer` (default: the last convolution): per image,
     ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of d(class score)/dA^k, the score
     being the pre-softmax output of `classes` (default: each image's predicted class).
-    Returns [N, h, w] at the layer's resolution, not normalised."""
-    import tensorflow as tf
+    Returns [N, h, w] at the layer's resolution, not normalised.
 
-    if keras.backend.backend() != "tensorflow":
-        raise ConfigError("Grad-CAM takes its gradients with tf.GradientTape; run it with "
-                          "KERAS_BACKEND=tensorflow.")
-    layer = layer or conv_layers(model)[-1]
-    probe = keras.Model(model.input, [layer.output, model.outputs[0]])
-    x = tf.convert_to_tensor(np.asarray(x, np.float32))
-    with tf.GradientTape() as tape:
-        activations, out = probe(x, training=False)
-        if classes is None:
-            classes = tf.argmax(out, axis=-1)
-        score = tf.gather(out, tf.cast(classes, tf.int32), axis=1, batch_dims=1)
-    gradients = tape.gradient(score, activations)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
-    return cam.numpy()
+    The gradient is the running backend's own (`score_gradients`: TensorFlow, JAX or PyTorch);
+    the rest is this one formula in numpy.
+    """
+    body, head = split_at(model, layer or conv_layers(model)[-1])
+    x = np.asarray(x, np.float32)
+    chosen = None if classes is None else np.asarray(classes, np.int64)
+    cams = []
+    for start in range(0, len(x), BATCH):
+        activations = body(x[start:start + BATCH], training=False)
+        if chosen is None:
+            logits = keras.ops.convert_to_numpy(head(activations, training=False))
+            wanted = logits.argmax(-1)
+        else:
+            wanted = chosen[start:start + BATCH]
+        gradients = class_score_gradients(head, activations, wanted).astype(np.float64)
+        values = keras.ops.convert_to_numpy(activations).astype(np.float64)
+        weights = gradients.mean(axis=(1, 2), keepdims=True)
+        cams.append(np.maximum((weights * values).sum(-1), 0.0))
+    return np.concatenate(cams)
 
 
 def occlusion_positions(side: int, patch: int, stride: int) -> list[int]:
@@ -148,27 +156,35 @@ def occlusion_positions(side: int, patch: int, stride: int) -> list[int]:
     return starts if starts[-1] == side - patch else [*starts, side - patch]
 
 
-def occlusion(model, x, *, patch: int | None = None, stride: int | None = None, fill=0.0,
+def occlusion(predict, x, *, patch: int | None = None, stride: int | None = None, fill=0.0,
               classes=None) -> np.ndarray:
     """Occlusion sensitivity (Zeiler & Fergus 2014), forward passes only: a `patch`-square of
-    `fill` (the model-input value of grey) slides over each image by `stride`; each cell is
-    how much the probability of `classes` (default: the predicted class of the unoccluded
-    image) drops with the patch there. Returns [N, rows, cols]."""
-    x = np.asarray(x, np.float32)
+    `fill` slides over each image by `stride`; each cell is how much the probability of
+    `classes` (default: the predicted class of the unoccluded image) drops with the patch there.
+    Returns [N, rows, cols].
+
+    `predict` is a Keras model (its outputs made probabilities by `probabilities`) or any
+    callable from a batch of images to probabilities [N, classes], such as an export's
+    SavedModel, LiteRT or ONNX file on uint8 images (`layer_subject.runtime_probabilities`);
+    `x` and `fill` are in the space it takes.
+    """
+    if isinstance(predict, keras.Model):
+        predict = functools.partial(probabilities, predict)
+    x = np.asarray(x)
     height, width = x.shape[1:3]
     patch = patch or max(1, min(height, width) // 4)
     stride = stride or max(1, patch // 2)
     rows = occlusion_positions(height, min(patch, height), stride)
     cols = occlusion_positions(width, min(patch, width), stride)
-    base = probabilities(model, x)
+    base = np.asarray(predict(x), np.float64)
     classes = base.argmax(-1) if classes is None else np.asarray(classes)
-    fill = np.broadcast_to(np.asarray(fill, np.float32), (x.shape[-1],))
+    fill = np.broadcast_to(np.asarray(fill, x.dtype), (x.shape[-1],))
     maps = np.zeros((len(x), len(rows), len(cols)))
     for n, image in enumerate(x):
         copies = np.repeat(image[None], len(rows) * len(cols), axis=0)
         for k, (top, left) in enumerate((r, c) for r in rows for c in cols):
             copies[k, top:top + patch, left:left + patch] = fill
-        occluded = probabilities(model, copies)[:, classes[n]]
+        occluded = np.asarray(predict(copies), np.float64)[:, classes[n]]
         maps[n] = (base[n, classes[n]] - occluded).reshape(len(rows), len(cols))
     return maps
 
@@ -221,21 +237,25 @@ class Figure:
 
 def render(subject: Subject, folder: str | Path, *, images: np.ndarray | None = None,
            image_names: list[str] | None = None, count: int = 4, layers=None,
-           units=DEFAULT_UNITS, top: int = 9, pool: int = 1000) -> dict[str, list[Figure]]:
+           units=DEFAULT_UNITS, top: int = 9, pool: int = 1000,
+           runtime: str = "keras") -> dict[str, list[Figure]]:
     """Write every PNG and index.html into `folder` (which must exist); return the figures by
-    section. `images` (uint8, any size) are the images looked at; default the first `count`
-    stored test images. The top images of each unit come from the first `pool` stored ones
-    (or from `images`, for a model with none stored)."""
+    section. `images` (uint8 [N, H, W, 1 or 3], any size) are the images looked at; default
+    the first `count` stored test images. The top images of each unit come from the first
+    `pool` stored ones (or from `images`, for a model with none stored). Occlusion runs on
+    `runtime` (`forward_runtimes.RUNTIMES`); everything else on the Keras model."""
     folder = Path(folder)
     model = subject.model
     chosen = choose_layers(model, layers)
     check_units(model, units)
+    predict = runtime_probabilities(subject, runtime)
     if images is None:
         if subject.images is None:
             raise ConfigError("A .keras file stores no test images; give some with --images.")
         images = subject.images[:count]
-        image_names = [f"test image {i}" + _label(subject, i) for i in range(len(images))]
+        image_names = [f"{subject.stored} {i}" + _label(subject, i) for i in range(len(images))]
     image_names = image_names or [f"image {i}" for i in range(len(images))]
+    images = at_model_size(subject, images)
     x = model_inputs(subject, images)
     shown = displayable(subject, x)
     sections: dict[str, list[Figure]] = {"filters": [], "features": [], "evidence": [],
@@ -265,8 +285,7 @@ def render(subject: Subject, folder: str | Path, *, images: np.ndarray | None = 
     height, width, channels = subject.input_shape
     patch = max(1, min(height, width) // 4)
     stride = max(1, patch // 2)
-    grey = _grey(subject, channels)
-    drops = occlusion(model, x, patch=patch, stride=stride, fill=grey, classes=predicted)
+    drops = occlusion(predict, images, patch=patch, stride=stride, fill=GREY, classes=predicted)
     spread = occlusion_pixels(drops, height, width, patch, stride)
     last = conv_layers(model)[-1]
     for i in range(len(x)):
@@ -276,13 +295,14 @@ def render(subject: Subject, folder: str | Path, *, images: np.ndarray | None = 
         sections["evidence"].append(Figure(name, (
             f"{image_names[i]}, predicted {subject.class_names[cls]} (p = {probs[i, cls]:.3f}). "
             f"Left: the input. Middle: Grad-CAM of that class on {last.name} "
-            f"({cams.shape[1]}x{cams.shape[2]}, red = most evidence). Right: occlusion, a grey "
-            f"{patch}x{patch} patch slid by {stride}: red where covering the image lowers the "
+            f"({cams.shape[1]}x{cams.shape[2]}, red = most evidence). Right: occlusion on "
+            f"{RUNTIMES[runtime]}, a grey ({GREY}) {patch}x{patch} patch slid by {stride}: red "
+            f"where covering the image lowers the "
             f"class's probability (most: {drops[i].max():.3f}), blue where it raises it.")))
 
     if subject.images is not None:
         pool_images = subject.images[:pool]
-        pool_names = [f"test image {i}" for i in range(len(pool_images))]
+        pool_names = [f"{subject.stored} {i}" for i in range(len(pool_images))]
     else:
         pool_images, pool_names = images, image_names
     pool_x = model_inputs(subject, pool_images)
@@ -308,12 +328,6 @@ def _label(subject: Subject, i: int) -> str:
     if subject.labels is None:
         return ""
     return f" (class {subject.class_names[int(subject.labels[i])]})"
-
-
-def _grey(subject: Subject, channels: int) -> np.ndarray:
-    mean = np.resize(np.asarray(subject.mean, np.float32), channels)
-    std = np.resize(np.asarray(subject.std, np.float32), channels)
-    return (0.5 - mean) / std
 
 
 def _slug(text: str) -> str:
@@ -368,6 +382,9 @@ def visualize(path: str | Path, output: str | Path, *, image_files=None, overwri
     if image_files:
         images = load_image_files(image_files, subject.input_shape)
         names = [Path(p).name for p in image_files]
+    choose_layers(subject.model, options.get("layers"))  # every refusal before a folder is made
+    check_units(subject.model, options.get("units", DEFAULT_UNITS))
+    check_runtime(subject, options.get("runtime", "keras"))
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
