@@ -27,6 +27,9 @@ TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 RUN = ["--model", "lenet", "--dataset", "synthetic", "--image-size", "16", "--batch-size", "50",
        "--epochs", "4", "--augment", "strong", "--deterministic", "--steps-per-execution", "1",
        "--output", "exports/run"]
+# The same run with the training tricks that keep state or change each step on: the weights'
+# moving average (optimizer variables), gradient clipping and MixUp (drawn from the batch's seed).
+TRICKS = [*RUN, "--ema-decay", "0.9", "--clip-norm", "1.0", "--mixup-alpha", "0.4"]
 STEPS, EPOCHS = 20, 4
 # Where each point can be reached, for random trials: (point, largest n).
 POINTS = {"batch": STEPS * EPOCHS, "state": EPOCHS, "best": EPOCHS, "evaluate": 1, "export": 1,
@@ -108,14 +111,14 @@ def differences(expected: dict, got: dict) -> list[str]:
     return [key for key in expected if expected[key] != got.get(key)]
 
 
-def kill_and_resume(cwd: Path, kill_at: str, prefix=()) -> tuple[int, str]:
-    """Run with the kill, then the identical command (after `prefix`, such as taskset); returns
-    the resumed run's status and output."""
-    killed = train(cwd, kill_at)
+def kill_and_resume(cwd: Path, kill_at: str, prefix=(), args=RUN) -> tuple[int, str]:
+    """Run `args` with the kill, then the identical command (after `prefix`, such as taskset);
+    returns the resumed run's status and output."""
+    killed = train(cwd, kill_at, args=args)
     if killed.returncode != -9:
         raise AssertionError(f"{kill_at}: the run was not killed ({killed.returncode}): "
                              f"{killed.stderr[-2000:]}")
-    resumed = train(cwd, prefix=prefix)
+    resumed = train(cwd, prefix=prefix, args=args)
     return resumed.returncode, resumed.stdout + resumed.stderr
 
 

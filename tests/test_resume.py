@@ -21,6 +21,7 @@ import pytest
 from resume_faults import (
     RUN,
     TRAIN,
+    TRICKS,
     differences,
     kill_and_resume,
     optimizer_entries,
@@ -49,6 +50,21 @@ def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at
     got = outcome(tmp_path)
     assert differences(uninterrupted, got) == [], kill_at
     assert got["leftovers"] == [] and not got["backup kept"] and not got["lock kept"]
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_ema_clipping_and_mixup_resumes_bit_identical(tmp_path):
+    """--ema-decay, --clip-norm and --mixup-alpha on: killed in epoch 2, the resumed run restores
+    the moving average with the optimizer's other variables and ends bit-identical, its export
+    (the average's weights) included."""
+    result = train(tmp_path / "uninterrupted", args=TRICKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = outcome(tmp_path / "uninterrupted")
+    assert expected["manifest"]["ema"]["decay"] == 0.9
+    status, output = kill_and_resume(tmp_path / "killed", "batch:30", args=TRICKS)
+    assert status == 0, output[-3000:]
+    assert "restored the state after epoch 1" in output
+    assert differences(expected, outcome(tmp_path / "killed")) == []
 
 
 @pytest.mark.slow
@@ -413,8 +429,8 @@ from keras_cnns.config import RunConfig
 from keras_cnns.training import train
 config = RunConfig(model="lenet", dataset="synthetic", image_size=16, batch_size=50, epochs=3,
                    optimizer="sgd", lr=0.1, warmup_epochs=0, dropout=0.5, augment="light",
-                   deterministic=True, strategy="multi_worker", run_dir="runs",
-                   output="exports/mw")
+                   ema_decay=0.9, clip_norm=1.0, deterministic=True, strategy="multi_worker",
+                   run_dir="runs", output="exports/mw")
 result = train(config, verbose=0)
 assert result.metrics["replicas"] == 2, result.metrics
 json.dump([w.tolist() for w in result.model.get_weights()], open(sys.argv[1], "w"))
