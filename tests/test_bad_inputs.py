@@ -195,6 +195,21 @@ CASES = [
     Case("new_convert_usage", "convert", "{fx}/cfg/list.json --to nope", 2, "'nope'"),
     Case("new_profile_input", "profile_step", "--input bogus", 2, "'bogus'"),
     Case("new_profile_isa", "profile_step", "--isa sse2 --kernels", 2, "'sse2'"),
+    # Issue 25 part A: the weights' moving average and gradient clipping (a decay of 0 or 1
+    # would keep no average or never move it; a norm of 0 would zero every step).
+    Case("new_ema_high", "train", ONE + "--ema-decay 1.5", 2,
+         "ema_decay must be in (0.0, 1.0), got 1.5"),
+    Case("new_ema_one", "train", ONE + "--ema-decay 1", 2, "ema_decay must be in (0.0, 1.0), "
+         "got 1.0"),
+    Case("new_ema_negative", "train", ONE + "--ema-decay -0.1", 2, "got -0.1"),
+    Case("new_ema_nan", "train", ONE + "--ema-decay nan", 2, "ema_decay must be a finite "
+         "number, got nan"),
+    Case("new_clip_zero", "train", ONE + "--clip-norm 0", 2,
+         "clip_norm must be in (0.0, inf), got 0.0"),
+    Case("new_clip_negative", "train", ONE + "--clip-norm -1", 2, "got -1.0"),
+    Case("new_clip_nan", "train", ONE + "--clip-norm nan", 2, "clip_norm must be a finite "
+         "number, got nan"),
+    Case("new_clip_inf", "train", ONE + "--clip-norm inf", 2, "got inf"),
     Case("new_shards_negative", "train", ONE + "--batch-shards -1", 2,
          "batch_shards must be at least 0, got -1"),
     Case("new_shards_divide", "train", ONE + "--batch-shards 3", 2,
