@@ -22,6 +22,7 @@ from __future__ import annotations
 from keras_cnns.models.alexnet import AlexNet
 from keras_cnns.models.alexnet2012 import AlexNet2012
 from keras_cnns.models.lenet import LeNet5
+from keras_cnns.models.preset import PresetError, from_preset, list_presets
 from keras_cnns.models.registry import (
     ModelEntry,
     ParityCase,
@@ -38,9 +39,12 @@ __all__ = [
     "LeNet5",
     "ModelEntry",
     "ParityCase",
+    "PresetError",
     "build_model",
     "default_model",
+    "from_preset",
     "get_model_entry",
     "list_models",
+    "list_presets",
     "register_model",
 ]

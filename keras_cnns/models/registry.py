@@ -131,19 +131,45 @@ def get_model_entry(name: str) -> ModelEntry:
         raise ValueError(f"Unknown model '{name}'; known models are: {known}.") from None
 
 
-def build_model(name: str, *, input_shape, num_classes: int, **options):
+def build_model(name: str, *, input_shape=None, num_classes: int | None = None, weights=None,
+                **options):
     """Build the registered architecture `name` as a functional `keras.Model`.
 
     Args:
         name: a name from `list_models()`.
         input_shape: `(height, width, channels)`, channels last.
         num_classes: number of output logits (at least 2).
+        weights: None (freshly initialised), or a preset: a preset directory or the name of a
+            shipped one (`keras_cnns.models.preset.list_presets()`). The model then comes from
+            the preset, hashes checked, and must be a `name`; its input shape and classes are
+            the preset's, so `input_shape` and `num_classes` may be left out.
         **options: architecture options (see each entry's `options`), for
-            example `width=0.5, dropout=0.3` or `activation="relu"`.
+            example `width=0.5, dropout=0.3` or `activation="relu"`; none with `weights`.
 
     Returns:
         An uncompiled `keras.Model` that maps float images to logits.
     """
     entry = get_model_entry(name)
     entry.check_options(options)
+    if weights is not None:
+        return _from_preset(name, weights, input_shape, num_classes, options)
+    if input_shape is None or num_classes is None:
+        raise TypeError("build_model needs input_shape and num_classes, or weights=PRESET.")
     return entry.builder(input_shape=input_shape, num_classes=num_classes, **options)
+
+
+def _from_preset(name: str, weights, input_shape, num_classes, options):
+    from keras_cnns.models.preset import PresetError, load_preset
+
+    if options:
+        raise PresetError(f"A preset fixes the options of its model; pass none of "
+                          f"{', '.join(sorted(options))} with weights={str(weights)!r}.")
+    model = load_preset(weights, model=name)
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    classes = int(model.output_shape[-1])
+    if input_shape is not None and tuple(int(d) for d in input_shape) != shape:
+        raise PresetError(f"Preset {str(weights)!r} takes input_shape {shape}, not "
+                          f"{tuple(input_shape)}.")
+    if num_classes is not None and num_classes != classes:
+        raise PresetError(f"Preset {str(weights)!r} predicts {classes} classes, not {num_classes}.")
+    return model
