@@ -18,7 +18,8 @@ from keras_cnns.commands.cli import quiet_tensorflow
 # The order of `keras-cnns --help`; each is the module of its name (`-` as `_`), whose
 # docstring's first sentence, up to its colon, is what `--help` says of it.
 COMMANDS = ("train", "tune", "evaluate", "predict", "verify", "convert", "ablate", "parity",
-            "benchmark", "profile", "tflite-latency", "preview", "visualize")
+            "benchmark", "profile", "tflite-latency", "preview", "visualize", "preset",
+            "probe")
 # scripts/<file>.py -> command, where the file's name is not the command's.
 SCRIPT_NAMES = {"preview_data": "preview", "profile_step": "profile",
                 "tflite_latency": "tflite-latency"}

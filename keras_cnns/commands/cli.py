@@ -99,7 +99,8 @@ def note_writer(prog: str):
 
 
 # By name, so that importing this module stays free of TensorFlow.
-_USER_ERRORS = {"DataError", "ExportError", "StorageError", "TrainingDivergedError", "TuningError"}
+_USER_ERRORS = {"DataError", "ExportError", "PresetError", "StorageError", "TrainingDivergedError",
+                "TuningError"}
 
 
 @contextmanager
