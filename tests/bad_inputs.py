@@ -241,9 +241,50 @@ def _no_tfds(tmp, arg, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp / "tfds-data"))
 
 
+# visualize's rows: a small model, image files and an export, written once per process.
+_VISUALIZE_INPUTS: list[Path] = []
+
+
+def visualize_inputs() -> Path:
+    """A folder of conv.keras (LeNet, 16x16 grey, 3 classes), dense.keras (no convolution),
+    grey.png, lab.tif (a TIFF, a format predict does not read) and export/ (conv.keras as a
+    converted export); about 5 s, once per process."""
+    if not _VISUALIZE_INPUTS:
+        import atexit
+        import tempfile
+
+        import keras
+
+        from keras_cnns.export.converted import export_converted
+        from keras_cnns.models import build_model
+
+        root = Path(tempfile.mkdtemp(prefix="visualize-inputs-"))
+        atexit.register(shutil.rmtree, root, True)
+        keras.utils.set_random_seed(0)
+        model = build_model("lenet", input_shape=(16, 16, 1), num_classes=3, activation="relu")
+        model.save(root / "conv.keras")
+        keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                          keras.layers.Dense(3)]).save(root / "dense.keras")
+        Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(root / "grey.png")
+        Image.new("LAB", (16, 16), (50, 10, 10)).save(root / "lab.tif")
+        export_converted(model, root / "export", mean=[0.5], std=[0.25],
+                         class_names=["a", "b", "c"])
+        _VISUALIZE_INPUTS.append(root)
+    return _VISUALIZE_INPUTS[0]
+
+
+def _visualize(tmp, arg, monkeypatch):
+    shutil.copytree(visualize_inputs(), tmp / "s")
+    if arg == "tamper":  # one byte of model.keras flipped, the manifest left as it was
+        keras_file = tmp / "s" / "export" / "model.keras"
+        data = bytearray(keras_file.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        keras_file.write_bytes(bytes(data))
+
+
 SETUPS = {"empty_dir": _empty_dir, "fake_export": _fake_export, "half_run": _half_run,
           "finished_run": _finished_run, "other_search": _other_search,
-          "hide_onnx": _hide_onnx, "no_tfds": _no_tfds}
+          "hide_onnx": _hide_onnx, "no_tfds": _no_tfds, "visualize": _visualize}
 
 
 # -- running a row --------------------------------------------------------------------------------

@@ -224,6 +224,32 @@ CASES = [
     Case("new_profile_shards_divide", "profile_step",
          "--model lenet --image-size 28 --batch-shards 3", 2,
          "batch_shards 3 does not divide the batch size 128"),
+    # Issue 24: visualize (tests/test_visualize.py). {tmp}/s holds conv.keras (LeNet 16x16x1),
+    # dense.keras, grey.png, lab.tif (a TIFF) and export/ (bad_inputs.visualize_inputs).
+    Case("new_vis_layer", "visualize", "{tmp}/s/conv.keras --images {tmp}/s/grey.png "
+         "--layers nope --output {tmp}/o", 2,
+         "--layers nope is not a Conv2D layer of this model; its convolutions are conv1, conv2",
+         "visualize"),
+    Case("new_vis_unit", "visualize", "{tmp}/s/conv.keras --images {tmp}/s/grey.png "
+         "--units 0 16 --output {tmp}/o", 2,
+         "--units 16 is not a unit of layer conv2, which has 16 (0 to 15)", "visualize"),
+    Case("new_vis_no_conv", "visualize", "{tmp}/s/dense.keras --images {tmp}/s/grey.png "
+         "--output {tmp}/o", 1, "{tmp}/s/dense.keras has no Conv2D layer", "visualize"),
+    # Other sizes and channel counts are converted as predict converts them; refused are an
+    # image over the pixel limit and a file in no format predict reads.
+    Case("new_vis_image_size", "visualize", "{tmp}/s/conv.keras --images "
+         "{fx}/f_bomb/cat/bomb.png --output {tmp}/o", 1,
+         "bomb.png is 60000x60000 pixels, over the limit of 89,478,485", "visualize"),
+    Case("new_vis_image_format", "visualize", "{tmp}/s/conv.keras --images {tmp}/s/lab.tif "
+         "--output {tmp}/o", 1, "lab.tif is not a PNG, JPEG, GIF or BMP file", "visualize"),
+    Case("new_vis_hashes", "visualize", "{tmp}/s/export --output {tmp}/o", 1,
+         "Export {tmp}/s/export does not verify: file model.keras does not match its sha256",
+         "visualize:tamper"),
+    Case("new_vis_runtime_file", "visualize", "{tmp}/s/export --runtime tflite --output {tmp}/o",
+         2, "export {tmp}/s/export has no model.tflite", "visualize"),
+    Case("new_vis_runtime_keras", "visualize", "{tmp}/s/conv.keras --images {tmp}/s/grey.png "
+         "--runtime savedmodel --output {tmp}/o", 2, "--runtime savedmodel needs an export",
+         "visualize"),
     # Round 3 (shared/reliability/round3.tsv): numeric ranges, outputs that are inputs, flags
     # a command cannot honour. Each is refused before anything is read or written.
     Case("CV2_tflite_output", "convert", "{tmp}/s --to tflite --output {tmp}/x.tflite", 2,

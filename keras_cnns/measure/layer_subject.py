@@ -10,7 +10,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image
 
 from keras_cnns.data import DataError
 from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
@@ -22,8 +21,6 @@ from keras_cnns.serving.verify_export import (
     check_files,
     load_arrays,
 )
-
-MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 
 @dataclass
@@ -121,28 +118,20 @@ def _check_model(model, path) -> tuple[int, int, int]:
 
 
 def load_image_files(paths, input_shape) -> np.ndarray:
-    """Image files decoded with Pillow to the model's channels and resized to its input
-    (bilinear): uint8 [N, H, W, C]. A file that is not a readable image is a DataError."""
-    height, width, channels = input_shape
+    """Image files decoded as predict decodes them (`serving.prediction.read_image`: PNG, JPEG,
+    GIF or BMP, the header's size checked before decoding, alpha dropped), then given the
+    model's channels and size (`to_input_shape`): uint8 [N, H, W, C]. A file that cannot be
+    read is a DataError naming it."""
+    from keras_cnns.serving.prediction import ImageError, read_image
+
     out = []
     for path in map(Path, paths):
         if not path.is_file() or not os.access(path, os.R_OK):
             raise DataError(f"Image {path} does not exist or cannot be read.")
         try:
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise DataError(f"Image {path} declares {image.width}x{image.height} "
-                                    f"pixels, over the limit of {MAX_PIXELS:,}.")
-                image = image.convert("L" if channels == 1 else "RGB")
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
-        except DataError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise DataError(f"Image {path} cannot be decoded and converted to {channels} "
-                            f"channel(s) at {height}x{width} ({first}).") from None
-        out.append(array.reshape(height, width, channels))
+            out.append(to_input_shape(read_image(path)[None], input_shape)[0])
+        except ImageError as error:
+            raise DataError(str(error)) from None
     return np.stack(out)
 
 
@@ -157,18 +146,24 @@ def check_images(images, what: str = "images") -> np.ndarray:
     return images
 
 
-def at_model_size(subject: Subject, images: np.ndarray) -> np.ndarray:
-    """uint8 images given the model's channels and input size as training does
+def to_input_shape(images: np.ndarray, input_shape) -> np.ndarray:
+    """uint8 images given the channels and size of `input_shape` (H, W, C) as training does
     (`keras_cnns.data.pipeline.scale_resize`: bilinear, half-pixel centres), rounded back to
-    uint8: the one picture that every view and every runtime is shown."""
+    uint8."""
     from keras_cnns.data.pipeline import scale_resize
 
-    height, width, channels = subject.input_shape
+    height, width, channels = input_shape
     images = check_images(images)
     if images.shape[1:] == (height, width, channels):
         return images
     scaled = np.asarray(scale_resize(images, (height, width), channels))
     return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def at_model_size(subject: Subject, images: np.ndarray) -> np.ndarray:
+    """uint8 images at the model's input shape: the one picture that every view and every
+    runtime is shown."""
+    return to_input_shape(images, subject.input_shape)
 
 
 def model_inputs(subject: Subject, images: np.ndarray) -> np.ndarray:
