@@ -211,6 +211,41 @@ def test_evaluate_refuses_a_model_keras_that_runs_code(export, tmp_path, capsys,
     assert snapshot(tmp_path) == before
 
 
+# -- bad presets (issue 26): `preset --check` on a damaged copy of a preset of the export --------
+@pytest.fixture(scope="module")
+def preset(export, tmp_path_factory) -> Path:
+    from keras_cnns.export.preset import make_preset
+
+    return make_preset(export, tmp_path_factory.mktemp("preset") / "tiny_preset")
+
+
+def _other_models_config(preset_dir: Path) -> None:
+    from test_presets import other_models_config
+
+    other_models_config(preset_dir)
+
+
+# id: (damage done to the copy, what the one sentence says); exit status 1 for each
+PRESET_CASES = {
+    "PS_hash": (lambda p: _flip_byte(p / "model.weights.h5"),
+                "'s model.weights.h5 does not match its sha256 in metadata.json."),
+    "PS_missing": (lambda p: (p / "model.weights.h5").unlink(),
+                   " has no model.weights.h5, which its metadata.json lists."),
+    "PS_other_config": (_other_models_config, "'s config.json describes the model 'alexnet', "
+                        "not the lenet its metadata.json records."),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", sorted(PRESET_CASES))
+def test_bad_preset_ends_in_one_sentence_and_writes_nothing(row, preset, export, tmp_path,
+                                                            capsys, monkeypatch):
+    damage, says = PRESET_CASES[row]
+    copy = damaged_copy(preset, damage, tmp_path, monkeypatch)
+    assert_refused_writing_nothing("preset", ["--check", str(copy)], 1, f"Preset {copy}{says}",
+                                   [tmp_path, preset, export], capsys)
+
+
 # -- a few rows as real processes: native log noise filtered, exit status from the shell ----------
 SUBPROCESS_ROWS = [
     ("A17", "train", ["--model", "lenet", "--model-kwargs", "activation=nope"], 2, "'nope'"),

@@ -29,6 +29,16 @@ for command in COMMANDS:
 print(json.dumps(found))
 """
 
+PRESET_PROBE = """
+import json
+from keras_cnns.export.preset import check_preset
+from keras_cnns.models import build_model, list_presets
+from keras_cnns.models.preset import preset_path
+loaded = [[name, str(preset_path(name)), build_model("lenet", weights=name).count_params()]
+          for name in list_presets()]
+print(json.dumps({"loaded": loaded, "checked": check_preset("lenet_digits")}))
+"""
+
 
 def build_wheel(tmp_path) -> Path:
     # Build from a copy holding only what a source distribution holds, so the build writes
@@ -72,6 +82,7 @@ def test_the_wheel_installs_and_its_commands_run_outside_the_checkout(tmp_path):
                           if path.is_file() and path.suffix not in (".py", ".pyc")
                           and "__pycache__" not in path.parts)
     assert "keras_cnns/ablation/grids/default.json" in package_data
+    assert "keras_cnns/presets/lenet_digits/model.weights.h5" in package_data
     assert [name for name in package_data if name not in names] == []
     assert "keras_cnns/tuning/space.py" in names
     assert not any(name.startswith(("tests/", "scripts/", "tuning/")) for name in names)
@@ -94,6 +105,16 @@ def test_the_wheel_installs_and_its_commands_run_outside_the_checkout(tmp_path):
     path, space = result.stdout.splitlines()[-2:]
     assert Path(path).is_relative_to(tmp_path / "venv"), path
     assert "dropout" in space
+
+    # The shipped presets load from the installed package (build_model checks their hashes),
+    # and the digits one scores the accuracy its metadata.json records.
+    result = run(bin_dir / "python", "-c", PRESET_PROBE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    presets = json.loads(result.stdout.splitlines()[-1])
+    assert [name for name, _, _ in presets["loaded"]] == ["lenet_digits", "lenet_fashion_mnist"]
+    assert all(Path(path).is_relative_to(tmp_path / "venv") for _, path, _ in presets["loaded"])
+    assert all(parameters == 61706 for _, _, parameters in presets["loaded"])
+    assert presets["checked"]["scored"] and presets["checked"]["test_accuracy"] > 0.9
 
     # Every command's --help through the installed dispatcher (`keras-cnns COMMAND --help` in
     # one process, so that TensorFlow starts once): exit 0 and the usage line.
