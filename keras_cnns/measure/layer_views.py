@@ -39,6 +39,7 @@ import numpy as np
 
 from keras_cnns.config import ConfigError
 from keras_cnns.measure.forward_runtimes import (  # noqa: F401  (the notebook API above)
+    BATCH,
     RUNTIMES,
     batched,
     check_runtime,
@@ -66,7 +67,6 @@ from keras_cnns.measure.tile_grids import (
 )
 
 DEFAULT_UNITS = (0, 1, 2, 3)
-BATCH = 128
 GREY = 128  # the uint8 value an occluding patch is filled with
 # -- layers ---------------------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ def occlusion(predict, x, *, patch: int | None = None, stride: int | None = None
 
     `predict` is a Keras model (its outputs made probabilities by `probabilities`) or any
     callable from a batch of images to probabilities [N, classes], such as an export's
-    SavedModel, LiteRT or ONNX file on uint8 images (`layer_subject.runtime_probabilities`);
+    SavedModel, LiteRT or ONNX file on uint8 images (`forward_runtimes.runtime_probabilities`);
     `x` and `fill` are in the space it takes.
     """
     if isinstance(predict, keras.Model):
