@@ -146,7 +146,8 @@ def predict_logits(model, preprocessing: dict, images: np.ndarray,
                            image_size=tuple(preprocessing["image_size"]),
                            mean=preprocessing["mean"], std=preprocessing["std"],
                            channels=preprocessing["channels"])
-        parts.append(keras.ops.convert_to_numpy(model(batch, training=False)))
+        # As numpy, so that a JAX or torch backend's model takes it too.
+        parts.append(keras.ops.convert_to_numpy(model(np.asarray(batch), training=False)))
     return np.concatenate(parts).astype(np.float64)
 
 
