@@ -50,6 +50,7 @@ The modules, each one idea, import one another without a cycle (import-linter ch
     bundle            export_model: the whole export of a training run
     amend             add model.onnx or model.tflite to an existing export
     converted         export_converted: an export of weights from elsewhere (no training run)
+    preset            make_preset: a keras-hub preset and model card of an export
 """
 
 from keras_cnns.export.amend import add_onnx, add_tflite

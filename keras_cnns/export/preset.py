@@ -394,8 +394,9 @@ def make_preset(source: str | Path, output: str | Path, *,
     try:
         model = keras.saving.load_model(export_dir / directory.MODEL_FILE, safe_mode=True)
     except Exception as error:  # a foreign model.keras: say which, not how it broke
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise directory.ExportError(f"{export_dir / directory.MODEL_FILE} is not a loadable "
-                                    f"Keras model ({error}).") from None
+                                    f"Keras model ({reason[:200]}).") from None
     metrics = _scored_metrics(export_dir, manifest)
     metadata = preset_metadata(model, manifest, metrics,
                                count_flops(model) if count_flops else None)
