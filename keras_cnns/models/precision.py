@@ -18,7 +18,10 @@ def precision_mode(mode: str) -> str:
     """"off", "float16" or "bfloat16": what `mode` means here ("auto" picks the fast one).
 
     "auto" is float16 on a GPU, bfloat16 on a CPU with native bfloat16 instructions (measured:
-    AlexNet@96 trains 1.5x faster than float32 on AVX512_BF16), and float32 otherwise.
+    AlexNet@96 trains 1.5x faster than float32 on AVX512_BF16), and float32 otherwise. It is a
+    rule of thumb by instruction set, not a measurement for the run's shapes: small images and
+    batch shards can train slower in bfloat16 (docs/training.md, "Speed settings", says where
+    and how to choose).
     """
     if mode != "auto":
         return mode
