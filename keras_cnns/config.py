@@ -27,7 +27,8 @@ TFLITE_QUANTIZE = ("none", "int8")
 PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_quantize")
 # Fields added after runs were first identified, with the value that means "as before": an
 # identity leaves them out at that value, so the unfinished runs of before still resume.
-LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False}
+LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False,
+                    "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_prob": 1.0}
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -84,6 +85,11 @@ class RunConfig:
     width: float | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     augment: str | None = None
+    # MixUp and CutMix of the training batches (data/mixing.py): each image's mixing weight is
+    # drawn from Beta(alpha, alpha); an alpha of 0 turns its method off.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0  # the probability that a training batch is mixed
     # A stratified share of the training split (validation and test stay whole).
     train_fraction: float = 1.0
     seed: int = 0
@@ -286,6 +292,12 @@ def _validate(config: RunConfig) -> None:
     check_float("dropout", 0.0, 1.0)
     check_float("width", 0.0, None, low_open=True)
     check_float("train_fraction", 0.0, 1.0, low_open=True, high_open=False)
+    check_float("mixup_alpha", 0.0, None)
+    check_float("cutmix_alpha", 0.0, None)
+    check_float("mix_prob", 0.0, 1.0, high_open=False)
+    if config.mix_prob != 1.0 and not (config.mixup_alpha or config.cutmix_alpha):
+        fail(f"--mix-prob {config.mix_prob} is the probability of mixing a batch, but nothing "
+             "is mixed; add --mixup-alpha or --cutmix-alpha, or drop --mix-prob.")
     if (
         config.epochs is not None
         and config.warmup_epochs is not None

@@ -316,6 +316,22 @@ CASES = [
          "--dataset cifar10 is not an IDX data set, but --data-dir {fx}/idx_good holds IDX"),
     Case("AB_out_file", "ablate", "--preset quick --cells lenet-classic --epochs 1 "
          "--output {file}", 2, "--output {file} must be a results directory"),
+    # Issue 25 B: MixUp, CutMix and the augmentation policies (tests/test_mixing.py).
+    Case("new_mixup_negative", "train", ONE + "--mixup-alpha -1", 2,
+         "mixup_alpha must be in [0.0, inf), got -1.0"),
+    Case("new_mixup_nan", "train", ONE + "--mixup-alpha nan", 2,
+         "mixup_alpha must be a finite number, got nan"),
+    Case("new_cutmix_inf", "train", ONE + "--cutmix-alpha inf", 2,
+         "cutmix_alpha must be a finite number, got inf"),
+    Case("new_mix_prob_high", "train", ONE + "--mixup-alpha 0.2 --mix-prob 1.5", 2,
+         "mix_prob must be in [0.0, 1.0], got 1.5"),
+    Case("new_mix_prob_alone", "train", ONE + "--mix-prob 0.5", 2,
+         "--mix-prob 0.5 is the probability of mixing a batch, but nothing is mixed"),
+    Case("new_augment_policies", "train", ONE + "--augment randaug", 2,
+         "erase, randaugment, got 'randaug'"),
+    Case("new_mixup_oneclass", "train",
+         ONE + "--mixup-alpha 0.2 --dataset mnist --data-dir {fx}/idx_oneclass", 1,
+         "only class 0"),
 ]
 
 def test_every_row_of_the_corpus_is_accounted_for():

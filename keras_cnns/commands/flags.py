@@ -41,6 +41,11 @@ HELP = {
     "width": "multiplier on every layer's channels and units",
     "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
     "augment": f"augmentation policy, one of: {', '.join(list_augment_policies())}",
+    "mixup_alpha": "MixUp of the training batches: Beta(alpha, alpha) mixing weights; 0 is off "
+    "(0.2 is a common choice)",
+    "cutmix_alpha": "CutMix of the training batches: Beta(alpha, alpha) kept shares; 0 is off "
+    "(1.0 is a common choice); with --mixup-alpha too, each mixed batch gets one of the two",
+    "mix_prob": "probability that a training batch is mixed (MixUp or CutMix)",
     "train_fraction": "share of the training split to train on, stratified by class and "
     "drawn with --seed (validation and test stay whole)",
     "seed": "seed of weights, shuffling and augmentation",

@@ -4,10 +4,17 @@ Each batch gets a `[2]` seed; every random draw is derived from it with `statele
 pipeline with the same seed augments identically, whatever the thread scheduling.
 
 Policies: `none`; `light` = random translation (integer shift, zero fill: crop-with-padding)
-plus flip; `medium` adds small rotation and zoom; `strong` goes further and adds random erasing.
+plus flip; `medium` adds small rotation and zoom; `strong` goes further and adds random erasing;
+`erase` is random erasing alone; `randaugment` is RandAugment alone (two ops per image at
+magnitude 0.5, from Keras' layers: `randaugment.py`).
 When a policy rotates or zooms, rotation, zoom, translation and flip are folded into one
 projective transform per image (one bilinear resampling, one op for the whole batch); shifts
 and flips alone are two row gathers, exact and several times cheaper. Erasing is a box mask.
+
+Random erasing is written here, not taken from `keras.layers.RandomErasing`: Keras' layer draws
+the box's height and width share independently (not the area and aspect ratio of Zhong et al.),
+and it cannot be driven by the batch's seed tensor (`seeded_layers.py` says why). MixUp and
+CutMix change labels too, so they are not policies here but `mixing.py`.
 
 Images are float32 in [0, 1] (before normalisation), so the constant fill value 0 is black.
 The flip is applied only when the policy asks for it AND the dataset allows it
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_cnns.data.base import DataError
+from keras_cnns.data.randaugment import rand_augment
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class AugmentPolicy:
     erase_prob: float = 0.0  # probability of erasing one random box (Zhong et al., 2017)
     erase_area: tuple[float, float] = (0.02, 0.2)  # box area as a fraction of the image
     flip: bool = False  # horizontal flip with p=0.5, where the dataset allows it
+    rand_augment_ops: int = 0  # RandAugment's ops per image (Cubuk et al., 2020)
+    rand_augment_magnitude: float = 0.5  # their strength, a share of each op's largest
 
     @property
     def resamples(self) -> bool:
@@ -49,6 +59,9 @@ POLICIES = {
     "medium": AugmentPolicy("medium", translate=0.1, rotate=10.0, zoom=0.1, flip=True),
     "strong": AugmentPolicy("strong", translate=0.15, rotate=15.0, zoom=0.15, erase_prob=0.5,
                             flip=True),
+    "erase": AugmentPolicy("erase", erase_prob=0.5),
+    # Keras' RandAugment defaults: two ops at factor 0.5.
+    "randaugment": AugmentPolicy("randaugment", rand_augment_ops=2, rand_augment_magnitude=0.5),
 }
 
 
@@ -167,7 +180,8 @@ def augment_batch(images, seed, policy="none", *, allow_horizontal_flip: bool = 
     """Augment a float32 `[B, H, W, C]` batch in [0, 1]; labels are untouched by design."""
     policy = get_policy(policy)
     do_flip = policy.flip and allow_horizontal_flip
-    if not (policy.translate or policy.resamples or do_flip or policy.erase_prob > 0):
+    if not (policy.translate or policy.resamples or do_flip or policy.erase_prob > 0
+            or policy.rand_augment_ops):
         return images
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
@@ -180,6 +194,10 @@ def augment_batch(images, seed, policy="none", *, allow_horizontal_flip: bool = 
         )
     elif policy.translate or do_flip:
         images = _shift_flip(images, p, height, width)
+    if policy.rand_augment_ops:
+        own_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
+        images = rand_augment(images, own_seed, num_ops=policy.rand_augment_ops,
+                              magnitude=policy.rand_augment_magnitude)
     if policy.erase_prob > 0:
         # Erased boxes take one random grey level per image (cheaper than per-pixel noise).
         images = _erase(images, p, height, width)

@@ -8,7 +8,8 @@ mean and std. The SavedModel export calls the same function in its serving signa
 `build_pipeline` runs those steps with augmentation between resizing and normalising:
 
     indices -> shuffle (seeded) -> [repeat] -> batch (global) -> gather the cached,
-    resized images -> augment (train only, batched, seeded) -> normalise -> prefetch
+    resized images -> augment (train only, batched, seeded) -> mix (train only, seeded:
+    MixUp / CutMix, `mixing.py`) -> normalise -> prefetch
 
 (the endless training stream loads up to 4 small batches per call, then splits them).
 
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from keras_cnns.data.augment import augment_batch, get_policy
 from keras_cnns.data.base import DataError
+from keras_cnns.data.mixing import Mixing, mix_batch
 
 # Largest resized float32 split kept in memory (MNIST at 96x96 is 2 GB and is resized per batch).
 CACHE_BUDGET_BYTES = 1 << 30
@@ -138,7 +140,9 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
                    seed: int = 0, deterministic: bool = False, shuffle: bool | None = None,
                    repeat: bool = False, drop_remainder: bool = False, cache: bool = True,
                    one_hot: int | None = None, num_replicas: int = 1,
-                   channels: int | None = None, start_batch: int = 0) -> tf.data.Dataset:
+                   channels: int | None = None, start_batch: int = 0,
+                   mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                   mix_prob: float = 1.0) -> tf.data.Dataset:
     """Batches of `(float32 [B, S, S, C], int32 [B] or float32 one-hot [B, one_hot])`.
 
     `batch_size` is global (all replicas together; it must divide by `num_replicas`).
@@ -148,6 +152,8 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
     `channels` converts grey <-> colour for models that expect the other (default: the source's).
     `start_batch` (endless streams only) starts the stream at that batch, exactly as the batch
     the uninterrupted stream yields there: a resumed run continues the data where it stopped.
+    `mixup_alpha`, `cutmix_alpha` and `mix_prob` mix "train" batches (`mixing.Mixing`), seeded
+    like augmentation; its labels are then soft one-hot targets even without `one_hot`.
     """
     info = source.info
     policy = get_policy(augment)
@@ -169,6 +175,10 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
     mean, std = match_stats(info.mean, info.std, out_channels)
     shuffle = split == "train" if shuffle is None else shuffle
     augmenting = split == "train" and policy.name != "none"
+    mixing = Mixing(mixup_alpha, cutmix_alpha, mix_prob)
+    mixing = mixing if split == "train" and mixing.active else None
+    if mixing is not None and one_hot is None:
+        one_hot = info.num_classes  # mixed labels are soft targets
 
     # Grey -> colour happens last, so the cache and the augmentation handle one channel, not 3
     # (augmentation treats channels alike, so the result is the same as tiling first).
@@ -184,18 +194,34 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
             prepare = lambda x: scale_resize(x, size, early)  # noqa: E731
         label_store = tf.convert_to_tensor(labels.astype("int32"))
 
-    def load(indices, batch_seed):
+    def load(indices, batch_seed, batches=1):
+        """The `batches` batches of `indices`, one after the other."""
         x = prepare(tf.gather(store, indices))
         if augmenting:
             x = augment_batch(x, batch_seed, policy,
                               allow_horizontal_flip=info.allow_horizontal_flip)
-        if channels == 3:
-            x = _to_channels(x, 3)
-        x = tf.ensure_shape(normalize(x, mean, std), [None, *size, out_channels])
         y = tf.gather(label_store, indices)
         if one_hot is not None:
             y = tf.one_hot(y, one_hot, dtype=tf.float32)
+        if mixing is not None:
+            x, y = mix_each(x, y, tf.random.experimental.stateless_fold_in(
+                tf.cast(batch_seed, tf.int64), 2), batches)
+        if channels == 3:
+            x = _to_channels(x, 3)
+        x = tf.ensure_shape(normalize(x, mean, std), [None, *size, out_channels])
         return x, y
+
+    def mix_each(x, y, seed, batches):
+        """Mix each batch within itself; batch `b` of a load draws from (seed, b)."""
+        seeds = tf.stack([tf.random.experimental.stateless_fold_in(seed, b)
+                          for b in range(batches)])
+        # map_fn traces the mixing once, not once per batch of the load.
+        x, y = tf.map_fn(lambda args: mix_batch(*args, mixing), (
+            tf.reshape(x, tf.concat([[batches, -1], tf.shape(x)[1:]], axis=0)),
+            tf.reshape(y, tf.concat([[batches, -1], tf.shape(y)[1:]], axis=0)), seeds),
+            fn_output_signature=(x.dtype, y.dtype))
+        return (tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0)),
+                tf.reshape(y, tf.concat([[-1], tf.shape(y)[2:]], axis=0)))
 
     if repeat:
         # An endless stream that depends on nothing but `seed`: epoch e's order and batch b's
@@ -237,7 +263,7 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
             # lets tf.distribute's batch rewrite (B per replica) flow through; `rebatch` here
             # broke a one-replica MirroredStrategy (it yielded the whole group).
             return tuple(tf.reshape(t, tf.concat([[group, -1], tf.shape(t)[1:]], axis=0))
-                         for t in load(indices, batch_seed))
+                         for t in load(indices, batch_seed, group))
 
         ds = ds.map(load_group, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     else:

@@ -113,7 +113,8 @@ def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: 
     )
     train = data_lib.build_pipeline(
         source, "train", augment=config.augment, repeat=True, shuffle=True,
-        start_batch=start_batch, **common
+        start_batch=start_batch, mixup_alpha=config.mixup_alpha,
+        cutmix_alpha=config.cutmix_alpha, mix_prob=config.mix_prob, **common
     )
     validation = data_lib.build_pipeline(source, "validation", **common)
     test = data_lib.build_pipeline(source, "test", **common)
