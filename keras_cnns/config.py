@@ -211,6 +211,13 @@ class RunConfig:
         return cls.from_dict(values)
 
 
+def with_later_fields(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A config recorded as a dict, with the fields it predates at their "as before" values
+    (`LATER_FIELDS_OFF`), so that a manifest or search record written before a field existed
+    compares equal to the same config today."""
+    return {**LATER_FIELDS_OFF, **recorded}
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

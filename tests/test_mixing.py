@@ -195,6 +195,28 @@ def test_mirrored_replicas_together_see_the_mixed_batches_of_one_device(tmp_path
     assert result.returncode == 0 and result.stdout.split() == ["same", "6"], result.stderr[-3000:]
 
 
+def test_records_written_before_the_mixing_fields_still_match_the_same_config(tmp_path):
+    """A manifest or search.json without the fields is judged as the run with mixing off."""
+    from keras_cnns.config import RunConfig
+    from keras_cnns.training.reproduction import judge
+    from keras_cnns.tuning import default_space
+    from keras_cnns.tuning.search_record import recorded_identity, search_identity
+
+    config = RunConfig(model="lenet").resolve()
+    new = ("mixup_alpha", "cutmix_alpha", "mix_prob")
+    old = {key: value for key, value in config.to_dict().items() if key not in new}
+    run = {"metrics": {"test_accuracy": 0.9}, "dataset": {"fingerprint": "f"}}
+    status, verdict = judge({**run, "config": old}, config.to_dict(), run)
+    assert (status, verdict.split(":")[0]) == (0, "reproduced within tolerance"), verdict
+    mixing = {**config.to_dict(), "mixup_alpha": 0.2}
+    assert "mixup_alpha (0.2 vs 0.0)" in judge({**run, "config": old}, mixing, run)[1]
+    identity = search_identity(config, default_space("lenet"), "random")
+    record = tmp_path / "search.json"
+    record.write_text(json.dumps({**identity, "config": {
+        key: value for key, value in identity["config"].items() if key not in new}}))
+    assert recorded_identity(record) == identity
+
+
 # -- training ---------------------------------------------------------------------------------
 FLAGS = {
     "mixup_alpha": dict(mixup_alpha=0.4),

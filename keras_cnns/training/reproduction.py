@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_cnns.config import PLACEMENT_FIELDS
+from keras_cnns.config import PLACEMENT_FIELDS, with_later_fields
 
 # Two percentage points: on the 359 digits test images that is 7 images either way, well
 # outside the spread of reseeded-thread reruns measured here and well inside a broken recipe.
@@ -30,7 +30,9 @@ HARDWARE_KEYS = ("machine", "cpu_model", "cpu_isa", "cpu_count", "gpus")
 
 
 def config_differences(recorded: dict, config: dict) -> list[str]:
-    """`field (new vs recorded)` for every computing field that differs."""
+    """`field (new vs recorded)` for every computing field that differs (a field added since
+    either was recorded counts at its "as before" value)."""
+    recorded, config = with_later_fields(recorded), with_later_fields(config)
     return [
         f"{key} ({config.get(key)!r} vs {recorded.get(key)!r})"
         for key in sorted(set(recorded) | set(config))

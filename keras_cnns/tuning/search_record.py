@@ -12,7 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.config import PLACEMENT_FIELDS, ConfigError, RunConfig, read_json_file
+from keras_cnns.config import (
+    PLACEMENT_FIELDS,
+    ConfigError,
+    RunConfig,
+    read_json_file,
+    with_later_fields,
+)
 from keras_cnns.serving.verify_export import TEXT, check_schema
 from keras_cnns.tuning.space import SearchSpace
 
@@ -54,8 +60,9 @@ def search_identity(config: RunConfig, space: SearchSpace, tuner: str) -> dict[s
 
 def _searched(fields: dict[str, Any]) -> dict[str, Any]:
     """The config fields that say what is searched (a search.json written before onnx, tflite
-    and tflite_quantize were left out still holds them: they are ignored there too)."""
-    return {k: v for k, v in fields.items() if k not in PLACEMENT_FIELDS}
+    and tflite_quantize were left out still holds them: they are ignored there too; one written
+    before a later field existed searched with it off)."""
+    return {k: v for k, v in with_later_fields(fields).items() if k not in PLACEMENT_FIELDS}
 
 
 def recorded_identity(path: Path) -> dict[str, Any]:
