@@ -115,6 +115,51 @@ def test_the_built_in_grids():
     assert quick.datasets == ["digits"] and not any(c.data_scale_of for c in quick.cells)
 
 
+def test_the_decade_grid_adds_one_trick_per_cell_to_alexnets_recipe():
+    grid = grid_lib.load_grid(grid_lib.preset_path("decade"))
+    cells = {cell.name: cell for cell in grid.cells}
+    recipe = cells["alexnet"].config
+    assert grid.datasets == ["fashion_mnist"]
+    assert recipe == RunConfig(model="alexnet", dataset="fashion_mnist").resolve()
+    tricks = {
+        "alexnet-ema": {"ema_decay": 0.999},
+        "alexnet-clip": {"clip_norm": 1.0},
+        "alexnet-mixup": {"mixup_alpha": 0.2},
+        "alexnet-cutmix": {"cutmix_alpha": 1.0},
+        "alexnet-randaugment": {"augment": "randaugment"},
+        "alexnet-erase": {"augment": "erase"},
+        "alexnet-all": {"ema_decay": 0.999, "clip_norm": 1.0, "mixup_alpha": 0.2,
+                        "cutmix_alpha": 1.0, "augment": "randaugment"},
+        "alexnet-no-augment": {"augment": "none"},
+    }
+    assert list(cells) == ["alexnet", *tricks]
+    for name, change in tricks.items():  # the recipe, and only the trick changed
+        assert cells[name].config == dataclasses.replace(recipe, **change), name
+        assert cells[name].seeds == 3
+    assert {name: cell.compare_to for name, cell in cells.items() if cell.compare_to} == {
+        **{name: ("alexnet",) for name in tricks if name != "alexnet-no-augment"},
+        "alexnet-randaugment": ("alexnet", "alexnet-no-augment"),
+        "alexnet-erase": ("alexnet", "alexnet-no-augment"),
+    }
+
+
+@pytest.mark.parametrize(("preset", "dataset"),
+                         [("recipes-digits", "digits"), ("recipes-fashion", "fashion_mnist")])
+def test_the_recipe_grids_run_each_models_plain_default(preset, dataset):
+    grid = grid_lib.load_grid(grid_lib.preset_path(preset))
+    cells = {cell.name: cell for cell in grid.cells}
+    assert list(cells) == ["lenet", "alexnet"] and grid.seed_budget_minutes == 0
+    for model, cell in cells.items():  # exactly what `train.py --model M` trains
+        assert cell.config == RunConfig(model=model, dataset=dataset).resolve()
+    goals = {name: (cell.seeds, cell.goal) for name, cell in cells.items()}
+    if preset == "recipes-digits":
+        assert goals == {"lenet": (5, grid_lib.Goal(0.97, "min", 40)),
+                         "alexnet": (3, grid_lib.Goal(0.99, "median"))}
+    else:
+        assert goals == {"lenet": (3, grid_lib.Goal(0.90, "median")),
+                         "alexnet": (3, grid_lib.Goal(0.93, "median"))}
+
+
 def test_command_line_choices_apply_to_every_cell():
     grid = grid_lib.load_grid(
         grid_lib.preset_path("default"), overrides={"epochs": 3}, seeds=2,
@@ -162,6 +207,24 @@ def test_command_line_choices_apply_to_every_cell():
         ({"seed_budget_minutes": float("inf")}, "finite number >= 0, got inf"),
         ({"seeds": 0}, "seeds must be a whole number"),
         ({"cells": []}, "non-empty list of cells"),
+        ({"cells": [{"name": "a", "model": "lenet", "compare_to": "a"}]},
+         "cell 'a': compare_to must name other cells of this grid, got 'a'"),
+        ({"cells": [{"name": "a", "model": "lenet", "compare_to": ["b"]}]},
+         "compare_to must name other cells of this grid, got 'b'"),
+        ({"cells": [{"name": "a", "model": "lenet", "compare_to": 3}]},
+         "compare_to must be a cell name or a list of them, got 3"),
+        ({"cells": [{"name": "a", "model": "lenet", "goal": 0.9}]},
+         "cell 'a', goal must be an object"),
+        ({"cells": [{"name": "a", "model": "lenet", "goal": {"accuracy": 0.9}}]},
+         "goal has an unknown key 'accuracy'"),
+        ({"cells": [{"name": "a", "model": "lenet", "goal": {"test_accuracy": 97}}]},
+         r"test_accuracy must be a number in \(0, 1\], got 97"),
+        ({"cells": [{"name": "a", "model": "lenet",
+                     "goal": {"test_accuracy": 0.9, "over_seeds": "max"}}]},
+         "over_seeds must be one of min, median, mean, got 'max'"),
+        ({"cells": [{"name": "a", "model": "lenet",
+                     "goal": {"test_accuracy": 0.9, "max_epochs": 0}}]},
+         "max_epochs must be a whole number >= 1, got 0"),
     ],
 )
 def test_bad_grids_are_one_sentence(tmp_path, change, message):
@@ -396,3 +459,38 @@ def test_an_ablation_killed_in_a_cell_is_finished_by_the_same_command(tmp_path):
     assert (row["cell"], row["status"], row["epochs_run"]) == ("lenet-classic", "finished", 2)
     assert len(read_val_history(run_dir / "history.csv")["val_accuracy"]) == 2
     assert (output / "report.md").read_text().count("\n| lenet-classic ") == 1
+
+
+@pytest.mark.slow
+def test_a_grid_with_comparisons_and_a_goal_end_to_end(tmp_path):
+    """LeNet-5 with and without MixUp for one epoch on digits (the decade grid's machinery at
+    LeNet's cost): the trick reaches the trainer, and report.md and results.json carry the
+    declared comparison and goal instead of the seed's claims."""
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"name": "tiny", "seeds": 1, "defaults": {
+        "model": "lenet", "dataset": "digits", "epochs": 1, "warmup_epochs": 0,
+        "model_kwargs": {"activation": "relu", "pooling": "max"}}, "cells": [
+        {"name": "lenet", "goal": {"test_accuracy": 0.01, "over_seeds": "min"}},
+        {"name": "lenet-mixup", "mixup_alpha": 0.2, "compare_to": "lenet"}]}))
+    output = tmp_path / "tiny"
+    done = subprocess.run([*ABLATE, "--grid", str(path), "--output", str(output)],
+                          capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((output / "results.json").read_text())
+    runs = {row["cell"]: row for row in results["runs"]}
+    assert [row["status"] for row in runs.values()] == ["finished", "finished"]
+    mixup = RunConfig.from_json(output / runs["lenet-mixup"]["run_dir"] / "config.json")
+    assert (mixup.mixup_alpha, mixup.epochs) == (0.2, 1)
+    (comparison,) = results["comparisons"]
+    assert (comparison["cell"], comparison["baseline"]) == ("lenet-mixup", "lenet")
+    lenet = runs["lenet"]["test_accuracy"]  # rounded to 4 digits in the rows
+    difference = (runs["lenet-mixup"]["test_accuracy"] - lenet) * 100
+    assert comparison["verdict"] in ("helps", "hurts", "within seed noise")  # both learned
+    assert comparison["difference_points"] == pytest.approx(difference, abs=0.011)
+    (goal,) = results["goals"]
+    assert (goal["cell"], goal["verdict"]) == ("lenet", "met")
+    assert goal["value"] == pytest.approx(lenet, abs=5e-5)
+    text = (output / "report.md").read_text()
+    for sentence in (comparison["sentence"], goal["sentence"]):
+        assert f"\n- {sentence}\n" in text
+    assert "seed's claims" not in text and (output / "ablation.png").stat().st_size > 10_000

@@ -1,11 +1,15 @@
-"""Ablation report: each claim's sentence is computed from the numbers, and says so."""
+"""Ablation report: each claim's sentence, and each verdict a grid declares (a cell against its
+baseline, a goal), is computed from the numbers, and says so."""
 
 import dataclasses
 
 import pytest
 
 from keras_cnns.ablation import claims as report
-from keras_cnns.ablation.results import CellSummary
+from keras_cnns.ablation import verdicts
+from keras_cnns.ablation.grid import Goal
+from keras_cnns.ablation.report import render_report
+from keras_cnns.ablation.results import CellSummary, mean_std
 
 
 # -- the sentences --------------------------------------------------------------------------
@@ -114,8 +118,8 @@ def test_missing_cells_are_said_not_guessed(cells):
 
 def test_the_report_is_a_function_of_its_numbers(cells):
     def render(values):
-        return report.render_report("default", "", ["fashion_mnist"], list(values.values()),
-                                    ["CPU"], ["a machine"], 10)
+        return render_report("default", "", ["fashion_mnist"], list(values.values()),
+                             ["CPU"], ["a machine"], 10)
 
     text = render(cells)
     assert text == render(cells)
@@ -123,3 +127,90 @@ def test_the_report_is_a_function_of_its_numbers(cells):
                            "machine.")
     assert "| alexnet |  | 3 | 0.9250 ± 0.0020 | +1.0 ± 0.2 | 3 | 15.0 | 450 | 1 |" in text
     assert text.count("\n1. ") == 1 and "\n6. *Data scale" in text
+
+
+# -- a grid's own comparisons and goals -----------------------------------------------------
+def judged(cell_accuracy, cell_std, base_accuracy=0.900, base_std=0.002):
+    """The verdict of a cell with `cell_accuracy` against a baseline, both over 3 seeds."""
+    base = summary("alexnet", base_accuracy, std=base_std)
+    cell = dataclasses.replace(summary("alexnet-trick", cell_accuracy, std=cell_std),
+                               compare_to=("alexnet",))
+    (comparison,) = verdicts.comparisons([base, cell])
+    return comparison
+
+
+def test_a_cell_helps_hurts_or_is_within_seed_noise():
+    helps = judged(0.920, 0.002)
+    assert (helps.verdict, helps.difference_points, helps.noise_points) == ("helps", 2.0, 1.0)
+    assert helps.sentence == (
+        "**alexnet-trick** against alexnet: 0.9200 ± 0.0020 against 0.9000 ± 0.0020, "
+        "+2.00 points, **helps** (noise band ±1.00 points); train-test gap +1.0 against +1.0 "
+        "points.")
+    assert judged(0.880, 0.002).verdict == "hurts"
+    assert judged(0.905, 0.002).verdict == "within seed noise"
+    # Seeds that spread by 1 point widen the band to twice their combined spread: 2.83 points.
+    wide = judged(0.925, 0.010, base_std=0.010)
+    assert (wide.verdict, wide.noise_points) == ("within seed noise", 2.8284)
+    assert judged(0.930, 0.010, base_std=0.010).verdict == "helps"
+    # One seed: no spread, the 1-point floor alone, and the sentence says so.
+    single = judged(0.911, None, base_std=None)
+    assert single.verdict == "helps" and "(noise band ±1.00 points (one seed: no spread" \
+        in single.sentence
+
+
+def test_a_comparison_that_cannot_be_read_says_why():
+    base = summary("alexnet", 0.10, best_val=0.105)
+    cell = dataclasses.replace(summary("alexnet-ema", 0.90), compare_to=("alexnet",))
+    (stuck,) = verdicts.comparisons([base, cell])
+    assert stuck.verdict is None and stuck.sentence == (
+        "alexnet-ema against alexnet: alexnet (best validation accuracy 0.105 after 8 epochs) "
+        "never left chance (0.100), so this budget does not test this comparison.")
+    pending = dataclasses.replace(base, test_accuracy=None, runs=0)
+    (missing,) = verdicts.comparisons([pending, cell])
+    assert missing.verdict is None and missing.sentence == (
+        "Alexnet-ema against alexnet: not measured yet (cell 'alexnet' has no finished run).")
+
+
+def goal_cell(accuracies, goal, planned=None, epochs=40):
+    cell = summary("lenet", 0.0)
+    return dataclasses.replace(
+        cell, test_accuracies=list(accuracies), test_accuracy=mean_std(accuracies),
+        runs=len(accuracies), planned_seeds=planned or len(accuracies), goal=goal,
+        epochs=epochs)
+
+
+def test_goals_are_judged_on_the_seeds_together():
+    every = Goal(0.97, "min", max_epochs=40)
+    met = verdicts.check_goal(goal_cell([0.9805, 0.9833, 0.9889, 0.9833, 0.9805], every))
+    assert (met.verdict, met.value) == ("met", 0.9805)
+    assert met.sentence == (
+        "**lenet**: test accuracy >= 0.970 at every one of its 5 seeds in at most 40 epochs: "
+        "the seeds gave 0.9805, 0.9833, 0.9889, 0.9833, 0.9805, min 0.9805 (+1.05 points) in "
+        "40 epochs: **met**.")
+    one_low = verdicts.check_goal(goal_cell([0.99, 0.965, 0.99, 0.99, 0.99], every))
+    assert (one_low.verdict, one_low.value) == ("not met", 0.965)
+    too_long = verdicts.check_goal(goal_cell([0.99] * 5, every, epochs=60))
+    assert too_long.verdict == "not met" and "but in 60 epochs" in too_long.sentence
+    median = verdicts.check_goal(goal_cell([0.9861, 0.9944, 0.9889], Goal(0.99, "median")))
+    assert (median.verdict, median.value) == ("not met", 0.9889)
+    assert "median 0.9889 (-0.11 points)" in median.sentence
+    mean = verdicts.check_goal(goal_cell([0.9861, 0.9944, 0.9889], Goal(0.989, "mean")))
+    assert mean.verdict == "met"  # 0.98980 on average
+    partial = verdicts.check_goal(goal_cell([0.9861], Goal(0.99), planned=3))
+    assert (partial.verdict, partial.value) == ("not judged", None)
+    assert partial.sentence.endswith("not judged yet, 1 of 3 seeds finished (0.9861).")
+
+
+def test_a_grid_with_verdicts_reports_them_instead_of_the_claims(cells):
+    base = cells["alexnet"]
+    trick = dataclasses.replace(summary("alexnet-ema", 0.940), compare_to=("alexnet",))
+    goal = dataclasses.replace(goal_cell([0.95, 0.96, 0.97], Goal(0.93)), name="lenet")
+    text = render_report("decade", "", ["fashion_mnist"], [base, trick, goal], ["CPU"], ["m"], 0)
+    assert "## Each cell against its baseline" in text and "## Goals" in text
+    assert "\n- **alexnet-ema** against alexnet: 0.9400 ± 0.0020 against 0.9250 ± 0.0020, " \
+        "+1.50 points, **helps**" in text
+    assert "\n- **lenet**: test accuracy >= 0.930 at the median of its 3 seeds" in text
+    assert "seed's claims" not in text
+    claims_only = render_report("default", "", ["fashion_mnist"], list(cells.values()), ["CPU"],
+                                ["m"], 10)
+    assert "## Goals" not in claims_only and "against its baseline" not in claims_only

@@ -4,9 +4,11 @@
     rows = run_grid(grid, Path("runs/ablation-digits"), on_progress=...)
     write_outputs(Path("runs/ablation-digits"), grid, rows)
 
-`grid` reads grids (JSON, shipped in `grids/`), `runner` trains them through
+`grid` reads grids (JSON, shipped in `grids/`), `runs` trains them through
 `keras_cnns.training.train`, `results` reads each run back from its files, `report` writes
-report.md and its claim sentences, `plots` draws ablation.png, `outputs` writes them all.
+report.md: the table, then either the seed's claims (`claims`) or the comparisons and goals the
+grid declares (`verdicts`), both read by the one rule of `compare`; `figure` draws
+ablation.png, `outputs` writes them all.
 """
 
 from keras_cnns.ablation.grid import PRESETS, Cell, Grid, load_grid, preset_path

@@ -1,4 +1,5 @@
-"""ablation.png: test accuracy per cell with error bars, and the ReLU/sigmoid learning curves."""
+"""ablation.png: test accuracy per cell with error bars, and learning curves: the ReLU/sigmoid
+pair of the seed's claims, or every cell of a grid that declares its own comparisons."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_cnns.ablation.results import CellSummary  # noqa: E402
+from keras_cnns.ablation.verdicts import declares_verdicts  # noqa: E402
 
 # Claim 2 is seen best in learning curves: the ReLU/sigmoid pair of AlexNet.
 CURVE_CELLS = (("alexnet", "ReLU", "tab:blue"), ("alexnet-sigmoid", "sigmoid", "tab:red"))
@@ -40,24 +42,32 @@ def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) ->
     bars.set_title("test accuracy per cell (orange: LeNet-5, blue: AlexNet)")
     bars.grid(axis="y", alpha=0.3)
 
+    if declares_verdicts(summaries):  # the grid's own comparisons: every cell's curves
+        palette = plt.get_cmap("tab10")
+        shown = [(cell.name, cell.name, palette(i % 10)) for i, cell in enumerate(summaries)]
+        title, empty = "validation accuracy per cell (one line per seed)", "no finished run yet"
+    else:
+        shown = CURVE_CELLS
+        title = "claim 2: AlexNet, ReLU against sigmoid (one line per seed)"
+        empty = "no finished alexnet / alexnet-sigmoid run yet"
     by_name = {cell.name: cell for cell in summaries}
     drawn = False
-    for name, label, colour in CURVE_CELLS:
+    for name, label, colour in shown:
         cell = by_name.get(name)
         for index, curve in enumerate(cell.val_curves if cell else []):
             epochs = np.arange(1, len(curve) + 1)
             curves.plot(epochs, curve, color=colour, alpha=0.8, marker="o", markersize=3,
-                        label=f"{label} ({name})" if index == 0 else None)
+                        label=(label if label == name else f"{label} ({name})")
+                        if index == 0 else None)
             drawn = True
     if drawn:
-        curves.legend(loc="lower right")
+        curves.legend(loc="lower right", fontsize=8 if len(shown) > 2 else None)
     else:
-        curves.text(0.5, 0.5, "no finished alexnet / alexnet-sigmoid run yet",
-                    ha="center", va="center", transform=curves.transAxes)
+        curves.text(0.5, 0.5, empty, ha="center", va="center", transform=curves.transAxes)
     curves.set_xlabel("epoch")
     curves.set_ylabel("validation accuracy")
     curves.set_ylim(0.0, 1.05)
-    curves.set_title("claim 2: AlexNet, ReLU against sigmoid (one line per seed)")
+    curves.set_title(title)
     curves.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()

@@ -17,9 +17,19 @@ A grid file (the built-in ones are in `keras_cnns/ablation/grids/`):
     }
 
 A cell is a name plus RunConfig overrides; `note` says what it tests, `seeds` overrides the
-grid's, and `data_scale_of` names the full-data cell it is a smaller-data copy of. Anything
-that cannot run (an unknown key, a bad value) is a `ConfigError` of one sentence naming the
-file and the cell, raised before anything is trained or written.
+grid's, and `data_scale_of` names the full-data cell it is a smaller-data copy of. A grid may
+also declare what its report judges, instead of the seed's claims:
+
+        {"name": "alexnet-ema", "model": "alexnet", "ema_decay": 0.999,
+         "compare_to": "alexnet"},            # or a list: each baseline gets a verdict
+        {"name": "lenet", "model": "lenet", "seeds": 5,
+         "goal": {"test_accuracy": 0.97, "over_seeds": "min", "max_epochs": 40}}
+
+`compare_to` names the cells this one is measured against (helps, hurts or within the seeds'
+noise); `goal` is a test accuracy the cell's seeds must reach together (`over_seeds`: min,
+median or mean; `max_epochs`: the longest training the goal allows). Anything that cannot run
+(an unknown key, a bad value) is a `ConfigError` of one sentence naming the file and the cell,
+raised before anything is trained or written.
 """
 
 from __future__ import annotations
@@ -37,14 +47,26 @@ from keras_cnns.data.augment import list_augment_policies
 # The built-in grids ship inside the package (package data in pyproject.toml), so an installed
 # copy finds them; keras_cnns.ablation is a regular package on disk, so this is a real path.
 GRID_DIR = Path(str(resources.files("keras_cnns.ablation") / "grids"))
-PRESETS = ("default", "quick")
+PRESETS = ("default", "quick", "decade", "recipes-digits", "recipes-fashion")
 
 _GRID_KEYS = ("name", "description", "seeds", "seed_budget_minutes", "defaults", "cells")
-_CELL_KEYS = ("name", "note", "seeds", "data_scale_of")
+_CELL_KEYS = ("name", "note", "seeds", "data_scale_of", "compare_to", "goal")
+_GOAL_KEYS = ("test_accuracy", "over_seeds", "max_epochs")
+GOAL_STATISTICS = ("min", "median", "mean")
 # Where runs live is the ablation's business: a cell that set these would escape its directory.
 _PLACEMENT = ("run_dir", "resume", "output")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """A test accuracy that a cell's seeds must reach together: their `over_seeds` statistic
+    (min: every seed) at least `test_accuracy`, trained for at most `max_epochs` (if given)."""
+
+    test_accuracy: float
+    over_seeds: str = "median"
+    max_epochs: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +78,8 @@ class Cell:
     config: RunConfig  # resolved; `seed` is the cell's first seed
     seeds: int
     data_scale_of: str | None = None
+    compare_to: tuple[str, ...] = ()  # the cells it is judged against, in the report
+    goal: Goal | None = None
 
     def seed_config(self, index: int, run_dir: str) -> RunConfig:
         """The config of this cell's `index`-th seed, its runs kept under `run_dir`."""
@@ -133,6 +157,10 @@ def load_grid(
     for cell in built:
         if cell.data_scale_of is not None:
             _check_data_scale(cell, dict(zip(names, built, strict=True)), where)
+        for baseline in cell.compare_to:
+            if baseline not in names or baseline == cell.name:
+                raise ConfigError(f"{where}, cell {cell.name!r}: compare_to must name other "
+                                  f"cells of this grid, got {baseline!r}.")
     if seeds is not None:
         _positive_int(seeds, "--seeds", "The command line")
         built = [dataclasses.replace(cell, seeds=seeds) for cell in built]
@@ -193,7 +221,39 @@ def _build_cell(entry, position, defaults, overrides, grid_seeds, where) -> Cell
             f"{where}: augment must be one of {', '.join(list_augment_policies())}, "
             f"got {config.augment!r}."
         )
-    return Cell(name, note, config, seeds, scale_of)
+    return Cell(name, note, config, seeds, scale_of, _compare_to(entry, where),
+                _goal(entry.get("goal"), where))
+
+
+def _compare_to(entry: dict, where: str) -> tuple[str, ...]:
+    baselines = entry.get("compare_to", [])
+    if isinstance(baselines, str):
+        baselines = [baselines]
+    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
+        raise ConfigError(f"{where}: compare_to must be a cell name or a list of them, "
+                          f"got {baselines!r}.")
+    return tuple(baselines)
+
+
+def _goal(goal, where: str) -> Goal | None:
+    if goal is None:
+        return None
+    where = f"{where}, goal"
+    if not isinstance(goal, dict):
+        raise ConfigError(f"{where} must be an object such as {{\"test_accuracy\": 0.97}}, "
+                          f"got {goal!r}.")
+    _no_unknown(goal, _GOAL_KEYS, where)
+    accuracy = goal.get("test_accuracy")
+    if not _is_number(accuracy) or not 0 < accuracy <= 1:
+        raise ConfigError(f"{where}: test_accuracy must be a number in (0, 1], got {accuracy!r}.")
+    statistic = goal.get("over_seeds", "median")
+    if statistic not in GOAL_STATISTICS:
+        raise ConfigError(f"{where}: over_seeds must be one of {', '.join(GOAL_STATISTICS)}, "
+                          f"got {statistic!r}.")
+    max_epochs = goal.get("max_epochs")
+    if max_epochs is not None:
+        _positive_int(max_epochs, "max_epochs", where)
+    return Goal(float(accuracy), statistic, max_epochs)
 
 
 def _check_data_scale(cell: Cell, cells: dict[str, Cell], where: str) -> None:

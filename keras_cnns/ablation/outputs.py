@@ -7,14 +7,16 @@ write (`keras_cnns.files`), so a kill never leaves half a file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
 
 from keras_cnns import files
-from keras_cnns.ablation.claims import render_report
+from keras_cnns.ablation import verdicts
 from keras_cnns.ablation.figure import plot_ablation
 from keras_cnns.ablation.grid import Grid
+from keras_cnns.ablation.report import render_report
 from keras_cnns.ablation.results import CellSummary, RunRow, summarize
 
 RESULTS_CSV = "results.csv"
@@ -44,6 +46,8 @@ def write_outputs(results_dir: Path, grid: Grid, rows: dict[str, list[RunRow]]) 
         "devices": devices,
         "machines": machines,
         "cells": [_summary_json(summary) for summary in summaries],
+        "comparisons": [dataclasses.asdict(c) for c in verdicts.comparisons(summaries)],
+        "goals": [dataclasses.asdict(check) for check in verdicts.goal_checks(summaries)],
         "runs": [row.to_json() for row in ordered],
     }
     files.write_text(results_dir / RESULTS_JSON, json.dumps(payload, indent=2) + "\n")
@@ -71,6 +75,9 @@ def _summary_json(summary: CellSummary) -> dict:
         "runs": summary.runs,
         "failed": summary.failed,
         "test_accuracy": pair(summary.test_accuracy),
+        "test_accuracy_per_seed": summary.test_accuracies,
+        "compare_to": list(summary.compare_to),
+        "goal": dataclasses.asdict(summary.goal) if summary.goal else None,
         "train_test_gap": pair(summary.gap),
         "epochs_to_95pct_best_val": summary.epochs_to_best_share,
         "best_val_accuracy": summary.best_val_accuracy,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keras_cnns.ablation.grid import Cell, Goal
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.machine import cpu_facts
 from keras_cnns.serving.verify_export import (
@@ -226,13 +227,16 @@ class CellSummary:
     params: int = 0
     num_classes: int = 0
     val_curves: list[list[float]] = field(default_factory=list)
+    test_accuracies: list[float] = field(default_factory=list)  # per finished seed, in order
+    compare_to: tuple[str, ...] = ()  # the grid's declared baselines of this cell
+    goal: Goal | None = None  # the grid's goal for this cell
 
     @property
     def measured(self) -> bool:
         return self.test_accuracy is not None
 
 
-def summarize(cell, rows: list[RunRow]) -> CellSummary:
+def summarize(cell: Cell, rows: list[RunRow]) -> CellSummary:
     """`cell`'s summary over `rows` (that cell's rows, any status)."""
     done = [row for row in rows if row.status == "finished"]
     config = cell.config
@@ -249,10 +253,13 @@ def summarize(cell, rows: list[RunRow]) -> CellSummary:
         epochs=config.epochs,
         params=rows[0].params if rows else 0,
         num_classes=rows[0].num_classes if rows else 0,
+        compare_to=cell.compare_to,
+        goal=cell.goal,
     )
     if not done:
         return summary
-    summary.test_accuracy = mean_std([row.test_accuracy for row in done])
+    summary.test_accuracies = [row.test_accuracy for row in done]
+    summary.test_accuracy = mean_std(summary.test_accuracies)
     gaps = [row.gap for row in done if row.gap is not None]
     summary.gap = mean_std(gaps) if gaps else None
     summary.epochs_to_best_share = _mean([row.epochs_to_best_share for row in done])

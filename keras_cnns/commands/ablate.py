@@ -1,8 +1,9 @@
 """Measure the seed's claims: `python scripts/ablate.py --dataset fashion_mnist --data-dir DIR`.
 
-Runs a grid of training runs (LeNet-5 classic and modern; AlexNet with sigmoid, without
-dropout, without augmentation, and whole; both on 5%, 25% and 100% of the data) through the
-project's trainer and writes results.csv, results.json, report.md and ablation.png into
+Runs a grid of training runs (by default LeNet-5 classic and modern; AlexNet with sigmoid,
+without dropout, without augmentation, and whole; both on 5%, 25% and 100% of the data; other
+presets: the decade's tricks, the recipes' goals) through the project's trainer and writes
+results.csv, results.json, report.md and ablation.png into
 runs/ablation-<dataset>-<UTC stamp>/ (or --output). Re-running the same command continues the
 newest results directory of the same grid and data set: finished runs are read back, not
 trained again. Exit status 1 when a run failed (it is in the report), 2 for a bad argument.
@@ -40,6 +41,7 @@ PROG = "ablate.py"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from keras_cnns.ablation.grid import PRESETS
     from keras_cnns.commands.flags import HELP
 
     parser = OneLineParser(
@@ -49,9 +51,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
-        "--preset", choices=("default", "quick"),
-        help="built-in grid: default (every cell, the data-scale axis; the default) or quick "
-        "(digits, 2 epochs, 1 seed, no data-scale axis)",
+        "--preset", choices=PRESETS,
+        help="built-in grid: default (the seed's claims: every cell, the data-scale axis; the "
+        "default), quick (the same on digits, 2 epochs, 1 seed, no data-scale axis), decade "
+        "(AlexNet's recipe plus each later trick, on Fashion-MNIST), recipes-digits or "
+        "recipes-fashion (each model's default recipe against its goals)",
     )
     which.add_argument("--grid", metavar="FILE", help="a grid JSON file of your own")
     parser.add_argument("--cells", metavar="A,B", type=_cell_names,
