@@ -27,9 +27,10 @@ TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 RUN = ["--model", "lenet", "--dataset", "synthetic", "--image-size", "16", "--batch-size", "50",
        "--epochs", "4", "--augment", "strong", "--deterministic", "--steps-per-execution", "1",
        "--output", "exports/run"]
-# The same run with the training tricks that keep state or change each step on: the weights'
-# moving average (optimizer variables), gradient clipping and MixUp (drawn from the batch's seed).
-TRICKS = [*RUN, "--ema-decay", "0.9", "--clip-norm", "1.0", "--mixup-alpha", "0.4"]
+# The same run with the training tricks on: the weights' moving average (optimizer variables),
+# gradient clipping, MixUp (drawn from the batch's seed) and the filter images (TensorBoard).
+TRICKS = [*RUN, "--ema-decay", "0.9", "--clip-norm", "1.0", "--mixup-alpha", "0.4",
+          "--filter-images"]
 STEPS, EPOCHS = 20, 4
 # Where each point can be reached, for random trials: (point, largest n).
 POINTS = {"batch": STEPS * EPOCHS, "state": EPOCHS, "best": EPOCHS, "evaluate": 1, "export": 1,

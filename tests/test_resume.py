@@ -54,9 +54,12 @@ def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at
 
 @pytest.mark.slow
 def test_a_killed_run_with_ema_clipping_and_mixup_resumes_bit_identical(tmp_path):
-    """--ema-decay, --clip-norm and --mixup-alpha on: killed in epoch 2, the resumed run restores
-    the moving average with the optimizer's other variables and ends bit-identical, its export
-    (the average's weights) included."""
+    """--ema-decay, --clip-norm, --mixup-alpha and --filter-images on: killed in epoch 2, the
+    resumed run restores the moving average with the optimizer's other variables and ends
+    bit-identical, its export (the average's weights) included; the filter images of the two
+    processes cover every epoch once."""
+    import tensorflow as tf
+
     result = train(tmp_path / "uninterrupted", args=TRICKS)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = outcome(tmp_path / "uninterrupted")
@@ -65,6 +68,9 @@ def test_a_killed_run_with_ema_clipping_and_mixup_resumes_bit_identical(tmp_path
     assert status == 0, output[-3000:]
     assert "restored the state after epoch 1" in output
     assert differences(expected, outcome(tmp_path / "killed")) == []
+    steps = [event.step for path in (tmp_path / "killed").glob("runs/*/logs/filters/events.*")
+             for event in tf.compat.v1.train.summary_iterator(str(path)) if event.summary.value]
+    assert sorted(steps) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.slow
