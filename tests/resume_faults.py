@@ -28,8 +28,10 @@ RUN = ["--model", "lenet", "--dataset", "synthetic", "--image-size", "16", "--ba
        "--epochs", "4", "--augment", "strong", "--deterministic", "--steps-per-execution", "1",
        "--output", "exports/run"]
 # The same run with the training tricks on: the weights' moving average (optimizer variables),
-# gradient clipping, MixUp (drawn from the batch's seed) and the filter images (TensorBoard).
+# gradient clipping, MixUp and CutMix (drawn from the batch's seed), RandAugment, and the filter
+# images (TensorBoard).
 TRICKS = [*RUN, "--ema-decay", "0.9", "--clip-norm", "1.0", "--mixup-alpha", "0.4",
+          "--cutmix-alpha", "1.0", "--mix-prob", "0.8", "--augment", "randaugment",
           "--filter-images"]
 STEPS, EPOCHS = 20, 4
 # Where each point can be reached, for random trials: (point, largest n).

@@ -250,20 +250,3 @@ def test_a_tiny_run_trains_with_the_flag_and_it_changes_training(tmp_path, basel
                if isinstance(value, float))
     recorded = json.loads((result.run_dir / "config.json").read_text())
     assert {name: recorded[name] for name in options} == options
-
-
-@pytest.mark.slow
-def test_a_run_killed_with_mixing_and_randaugment_on_resumes_bit_identical(tmp_path):
-    from resume_faults import RUN, differences, outcome, train
-
-    # Two epochs of 20 steps, killed in the second; the later --epochs and --augment win.
-    args = [*RUN, "--epochs", "2", "--augment", "randaugment", "--mixup-alpha", "0.4",
-            "--cutmix-alpha", "1.0", "--mix-prob", "0.8"]
-    whole = train(tmp_path / "whole", args=args)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    killed = train(tmp_path / "killed", kill_at="batch:30", args=args)
-    assert killed.returncode == -9, killed.stderr[-3000:]
-    resumed = train(tmp_path / "killed", args=args)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Resuming the unfinished run" in resumed.stdout + resumed.stderr
-    assert differences(outcome(tmp_path / "whole"), outcome(tmp_path / "killed")) == []
