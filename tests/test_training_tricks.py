@@ -284,21 +284,21 @@ def test_converted_weights_report_top1_and_top5_on_an_image_folder(tmp_path, cap
 # -- TensorBoard filter images -------------------------------------------------------------------
 
 def test_filter_grid_scales_all_filters_by_one_range():
-    from keras_cnns.training.filter_images import GAP, filter_grid
+    from keras_cnns.tile_grids import FILTER_SIDE, GAP, filter_grid
 
     kernel = np.zeros((2, 2, 1, 3), np.float32)
     kernel[..., 0, 1] = 1.0  # filter 1 at the top of the range, filter 0 at the bottom
     kernel[0, 0, 0, 2] = 0.5
     image = filter_grid(kernel)
-    side = 24  # a 2-pixel filter is drawn 12 times larger, at least 24 pixels a side
-    assert image.shape == (2 * (side + GAP) + GAP, 2 * (side + GAP) + GAP, 1)
+    side, half = FILTER_SIDE, FILTER_SIDE // 2  # a 2-pixel filter drawn at FILTER_SIDE a side
+    assert image.shape == (2 * (side + GAP) + GAP, 2 * (side + GAP) + GAP, 3)
 
     def tile(row, col):
         top, left = GAP + row * (side + GAP), GAP + col * (side + GAP)
-        return image[top:top + side, left:left + side, 0]
+        return image[top:top + side, left:left + side]
 
     assert (tile(0, 0) == 0).all() and (tile(0, 1) == 255).all()
-    assert (tile(1, 0)[:12, :12] == 128).all() and (tile(1, 0)[12:] == 0).all()
+    assert (tile(1, 0)[:half, :half] == 128).all() and (tile(1, 0)[half:] == 0).all()
     assert (image[:GAP] == 255).all() and (tile(1, 1) == 255).all()  # background, no filter
 
 
@@ -306,7 +306,8 @@ def test_filter_images_are_in_the_event_file_each_epoch(ema_run):
     """Step 0 holds the initial filters, step n those after epoch n (the raw weights)."""
     import tensorflow as tf
 
-    from keras_cnns.training.filter_images import TAG, filter_grid
+    from keras_cnns.tile_grids import filter_grid
+    from keras_cnns.training.filter_images import TAG
 
     (events,) = (ema_run["run_dir"] / "logs" / "filters").glob("events.out.tfevents.*")
     images = {}

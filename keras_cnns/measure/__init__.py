@@ -11,7 +11,7 @@
   (`keras-cnns tflite-latency`).
 - `layer_views`: what a trained model's layers respond to: first-layer filters, feature maps,
   Grad-CAM, occlusion and the images that excite chosen units (`keras-cnns visualize`);
-  `layer_subject` loads what it looks at, `tile_grids` draws arrays as pictures.
+  `layer_subject` loads what it looks at (`keras_cnns.tile_grids` draws the arrays).
 - `isa`: the CPU's ISA classes, what oneDNN dispatched to, and `--isa avx2` emulation.
 - `child`: the one way these run a measurement in a fresh process (another Keras backend, an
   ISA cap, nothing warm carried over).

@@ -13,7 +13,6 @@ import numpy as np
 
 from keras_cnns.data import DataError
 from keras_cnns.export import GOLDEN_FILE, MODEL_FILE, ExportError, read_manifest
-from keras_cnns.measure.tile_grids import rgb
 from keras_cnns.serving.verify_export import (
     INTEGERS,
     UINT8,
@@ -21,6 +20,7 @@ from keras_cnns.serving.verify_export import (
     check_files,
     load_arrays,
 )
+from keras_cnns.tile_grids import rgb
 
 
 @dataclass

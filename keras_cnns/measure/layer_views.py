@@ -37,6 +37,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_cnns import tile_grids
 from keras_cnns.config import ConfigError
 from keras_cnns.measure.forward_runtimes import (  # noqa: F401  (the notebook API above)
     BATCH,
@@ -56,13 +57,11 @@ from keras_cnns.measure.layer_subject import (  # noqa: F401  (the notebook API 
     model_inputs,
 )
 from keras_cnns.measure.score_gradients import class_score_gradients
-from keras_cnns.measure.tile_grids import (
-    FILTER_SIDE,
+from keras_cnns.tile_grids import (
     IMAGE_SIDE,
     evidence_row,
     feature_grid,
     grid,
-    rgb,
     save_png,
 )
 
@@ -215,16 +214,9 @@ def top_images(activations: np.ndarray, unit: int, k: int) -> np.ndarray:
 # -- drawing --------------------------------------------------------------------------------------
 
 def filter_grid(model, layer=None) -> np.ndarray:
-    """The first convolution's filters as a grid, every filter scaled by the one min/max over
-    all of them (so they compare): colour for 3 input channels, grey for 1."""
+    """The first convolution's filters (or `layer`'s) as `tile_grids.filter_grid` draws them."""
     layer = layer or conv_layers(model)[0]
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)  # [kh, kw, in, out]
-    if kernel.shape[2] not in (1, 3):
-        kernel = kernel.mean(axis=2, keepdims=True)
-    low, high = kernel.min(), kernel.max()
-    scaled = (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
-    tiles = rgb(np.moveaxis(scaled, -1, 0))
-    return grid(tiles, least=FILTER_SIDE)
+    return tile_grids.filter_grid(keras.ops.convert_to_numpy(layer.kernel))
 
 
 # -- the whole page -------------------------------------------------------------------------------

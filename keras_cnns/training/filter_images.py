@@ -7,52 +7,24 @@ epoch n, so the step slider shows edges and colour blobs form. Every filter of o
 scaled by the one minimum and maximum over all of them, so they compare; 3 input channels
 are drawn in colour, any other count as the mean over the channels, in grey. The weights
 drawn are the model's as trained (with `ema_decay`, the raw weights, not the average).
-
-Written by hand: `keras-cnns visualize` draws the same grid into a PNG
-(`measure.layer_views.filter_grid`), but `measure` sits above `training` in the layers and
-cannot be imported here; the few lines of tiling below are this module's own.
+The grid is the one `keras-cnns visualize` draws (`keras_cnns.tile_grids.filter_grid`).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import keras
-import numpy as np
+
+from keras_cnns.tile_grids import filter_grid
 
 TAG = "first_layer_filters"
-GAP = 1  # pixels of background between filters
-LEAST_SIDE = 24  # each filter is scaled up by a whole factor to at least this many pixels
 
 
 def first_convolution(model: keras.Model):
     """The model's first Conv2D layer, or None."""
     return next((layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)),
                 None)
-
-
-def filter_grid(kernel) -> np.ndarray:
-    """A convolution kernel [kh, kw, in, out] -> one uint8 image [H, W, 1 or 3] of its `out`
-    filters in a near-square grid, on a white background."""
-    kernel = np.asarray(kernel, np.float64)
-    if kernel.shape[2] != 3:
-        kernel = kernel.mean(axis=2, keepdims=True)
-    low, high = kernel.min(), kernel.max()
-    scaled = (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
-    tiles = np.moveaxis(scaled, -1, 0)  # [out, kh, kw, channels]
-    count, tile_h, tile_w, channels = tiles.shape
-    scale = max(1, math.ceil(LEAST_SIDE / min(tile_h, tile_w)))
-    tiles = np.repeat(np.repeat(tiles, scale, axis=1), scale, axis=2)
-    tile_h, tile_w = tile_h * scale, tile_w * scale
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    canvas = np.full((rows * (tile_h + GAP) + GAP, cols * (tile_w + GAP) + GAP, channels), 255,
-                     np.uint8)
-    for i, tile in enumerate(np.round(tiles * 255).astype(np.uint8)):
-        top, left = GAP + (i // cols) * (tile_h + GAP), GAP + (i % cols) * (tile_w + GAP)
-        canvas[top:top + tile_h, left:left + tile_w] = tile
-    return canvas
 
 
 class FilterImages(keras.callbacks.Callback):

@@ -1,6 +1,8 @@
-"""Arrays drawn as pictures for `layer_views`: tiles in a grid, colour maps, overlays.
+"""Arrays drawn as pictures: tiles in a grid, colour maps, overlays.
 
-Pure numpy (and Pillow and matplotlib's colour maps): no model, no TensorFlow.
+Pure numpy (and Pillow and matplotlib's colour maps): no model, no TensorFlow, so both
+`keras-cnns visualize` (`measure.layer_views`) and training's TensorBoard filter images
+(`training.filter_images`) draw with it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def grid(tiles, *, least: int, cols: int | None = None) -> np.ndarray:
         left = GAP + (i % cols) * (tile_w * scale + GAP)
         canvas[top:top + tile_h * scale, left:left + tile_w * scale] = tile
     return canvas
+
+
+def filter_grid(kernel) -> np.ndarray:
+    """A convolution kernel [kh, kw, in, out] as a grid of its `out` filters, every filter
+    scaled by the one min/max over all of them (so they compare): colour for 3 input channels,
+    grey (the mean over the channels) for any other count."""
+    kernel = np.asarray(kernel, np.float64)
+    if kernel.shape[2] != 3:
+        kernel = kernel.mean(axis=2, keepdims=True)
+    low, high = kernel.min(), kernel.max()
+    scaled = (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
+    return grid(rgb(np.moveaxis(scaled, -1, 0)), least=FILTER_SIDE)
 
 
 def feature_grid(maps: np.ndarray) -> np.ndarray:
