@@ -25,9 +25,11 @@ def main(argv=None, prog: str = PROG) -> int:
         result = train(config)
         metrics = result.metrics
         print()
+        top5 = metrics.get("test_top5_accuracy")
         print(
             f"test accuracy  {metrics['test_accuracy']:.4f}  "
-            f"(loss {metrics['test_loss']:.4f}, {metrics['test_examples']} images)"
+            + (f"top-5 {top5:.4f}  " if top5 is not None else "")
+            + f"(loss {metrics['test_loss']:.4f}, {metrics['test_examples']} images)"
         )
         print(f"run directory  {result.run_dir}")
         print(f"export         {result.export_dir}")
