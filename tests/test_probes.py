@@ -248,7 +248,10 @@ def test_claim_fails_where_the_control_keeps_up_or_a_layer_falls():
 def test_noise_decides_clear_and_a_network_at_chance_tests_nothing():
     # A 3-point rise from conv1 to fc1 with 5-point spreads between seeds is not clear.
     noisy = {"conv1": (0.40, 0.50), "conv2": (0.42, 0.52), "fc1": (0.43, 0.53)}
-    assert report.verdicts(fake_results(noisy, UNTRAINED))["net"]["probes"] == report.FAILS
+    low = {"conv1": (0.20, 0.21), "conv2": (0.21, 0.22), "fc1": (0.22, 0.23)}
+    verdict = report.verdicts(fake_results(noisy, low))["net"]
+    assert verdict["probes"] == report.FAILS
+    assert "(+3.0 points, not a clear rise)" in verdict["probe_sentence"]
     stuck = report.verdicts(fake_results(RISING, UNTRAINED, accuracy=(0.10, 0.11)))["net"]
     assert stuck["probes"] == stuck["edges"] == "not tested"
 

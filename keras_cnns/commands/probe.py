@@ -26,8 +26,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--preset", choices=("default", "quick"), default="default",
-                        help="default (both models, about 20 min on Fashion-MNIST on 2 cores) "
-                             "or quick (LeNet-5 only, a smoke test); default: default")
+                        help="default (both models, 15 runs sized for about 20 min on "
+                             "Fashion-MNIST on 2 cores) or quick (LeNet-5 on digits, a smoke "
+                             "test); default: default")
     parser.add_argument("--dataset", default="digits", help=HELP["dataset"] + " (default "
                         "digits)")
     parser.add_argument("--data-dir", dest="data_dir", help=HELP["data_dir"])

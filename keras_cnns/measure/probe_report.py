@@ -161,7 +161,7 @@ def probe_verdict(results: dict, model: dict) -> dict:
     beaten = (f"not clearly at {', '.join(behind)}" if behind else "clearly at every layer")
     holds = rises and not drops and not behind
     sentence = (
-        f"{head}; the trained network beat its untrained control by {min(leads):+.1f} to "
+        f"{head}; the trained network led its untrained control by {min(leads):+.1f} to "
         f"{max(leads):+.1f} points, {beaten} (the control itself went {control_rise:+.1f} "
         f"points from {first['name']} to {last['name']}). The claim "
         f"{HOLDS if holds else FAILS} for {name}"
