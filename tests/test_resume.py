@@ -240,6 +240,17 @@ def test_the_best_checkpoint_survives_a_worse_epoch_after_a_resume(tmp_path):
     assert (tmp_path / run_state.BEST_FILE).read_bytes() == best_bytes
 
 
+
+def test_a_tie_in_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path):
+    from keras_cnns.training import run_state
+
+    model, optimizer = _tiny_model()
+    recorder = run_state.EpochRecorder(tmp_path, tmp_path / "backup")
+    for epoch, (accuracy, loss) in enumerate([(1.0, 0.3), (1.0, 0.1), (1.0, 0.2), (0.9, 0.01)]):
+        recorder.end_epoch(epoch, {"val_accuracy": accuracy, "val_loss": loss}, model, optimizer)
+    assert recorder.state.best_epoch == 2 and recorder.state.best_value == 1.0
+    assert recorder.state.epochs_without_gain == 2
+
 # -- one process per run directory ----------------------------------------------------------------
 
 def test_a_live_lock_is_refused_a_dead_one_taken_over(tmp_path):

@@ -3,8 +3,9 @@
 At the end of every epoch the trainer (`fit`'s `EpochCheckpoint` callback, or the multi-worker
 loop) commits one state directory, `backup/epoch-NNNN/`:
 
-    state.json      epochs done, the history rows so far, the best validation accuracy and its
-                    epoch, the early-stopping counter, and the sha256 of variables.npz
+    state.json      epochs done, the history rows so far, the best validation accuracy (ties
+                    broken by the lower validation loss) and its epoch, the early-stopping
+                    counter, and the sha256 of variables.npz
     variables.npz   every model variable (dropout's seed-generator states included) and every
                     optimizer variable (its step counter and, with `ema_decay`, the weights'
                     moving average included), in the objects' own order
@@ -67,6 +68,20 @@ class RunState:
     best_epoch: int | None = None  # 1-based, as printed
     epochs_without_gain: int = 0
     batch_shards: int = 0  # what the run computes depends on it (training/sharding.py)
+
+
+def improves(state: RunState, accuracy: float, loss: float | None) -> bool:
+    """Whether an epoch with this validation accuracy and loss is the new best: a higher
+    accuracy, or the same accuracy at a lower loss. Small validation splits saturate (the
+    digits' 180 images reach 100% within a few epochs), and without the tie-break the best
+    checkpoint would stay at the first epoch that got there, mid-schedule."""
+    if state.best_value is None or accuracy > state.best_value:
+        return True
+    if (accuracy < state.best_value or loss is None or state.best_epoch is None
+            or state.best_epoch > len(state.history)):
+        return False
+    best_loss = state.history[state.best_epoch - 1].get("val_loss")
+    return best_loss is not None and loss < best_loss
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -263,7 +278,7 @@ class EpochRecorder:
         state = dataclasses.replace(self.state, epochs_done=epoch + 1,
                                     history=[*self.state.history, row])
         value = row.get("val_accuracy")
-        if value is not None and (state.best_value is None or value > state.best_value):
+        if value is not None and improves(state, value, row.get("val_loss")):
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
             best = best_weights_path(self.backup, epoch + 1)
             self.backup.mkdir(parents=True, exist_ok=True)
