@@ -28,7 +28,14 @@ def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) ->
     errors = [
         (cell.test_accuracy[1] or 0.0) if cell.measured else 0.0 for cell in summaries
     ]
-    colours = ["tab:orange" if cell.model == "lenet" else "tab:blue" for cell in summaries]
+    own_verdicts = declares_verdicts(summaries)
+    if own_verdicts:  # one colour per cell, the same in both panels
+        palette = plt.get_cmap("tab10")
+        colours = [palette(index % 10) for index in range(len(summaries))]
+        bars_title = "test accuracy per cell"
+    else:
+        colours = ["tab:orange" if cell.model == "lenet" else "tab:blue" for cell in summaries]
+        bars_title = "test accuracy per cell (orange: LeNet-5, blue: AlexNet)"
     bars.bar(positions, means, yerr=errors, capsize=4, color=colours)
     for x, cell in zip(positions, summaries, strict=True):
         label = f"{cell.test_accuracy[0]:.3f}" if cell.measured else (
@@ -39,16 +46,17 @@ def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) ->
     bars.set_xticks(positions, names, rotation=45, ha="right", fontsize=8)
     bars.set_ylim(0.0, 1.1)
     bars.set_ylabel("test accuracy (mean ± std over seeds)")
-    bars.set_title("test accuracy per cell (orange: LeNet-5, blue: AlexNet)")
+    bars.set_title(bars_title)
     bars.grid(axis="y", alpha=0.3)
 
-    if declares_verdicts(summaries):  # the grid's own comparisons: every cell's curves
-        palette = plt.get_cmap("tab10")
-        shown = [(cell.name, cell.name, palette(i % 10)) for i, cell in enumerate(summaries)]
-        title, empty = "validation accuracy per cell (one line per seed)", "no finished run yet"
+    if own_verdicts:  # the grid's own comparisons: every cell's curves
+        shown = [(cell.name, cell.name, colour) for cell, colour in zip(summaries, colours,
+                                                                         strict=True)]
+        curves_title = "validation accuracy per cell (one line per seed)"
+        empty = "no finished run yet"
     else:
         shown = CURVE_CELLS
-        title = "claim 2: AlexNet, ReLU against sigmoid (one line per seed)"
+        curves_title = "claim 2: AlexNet, ReLU against sigmoid (one line per seed)"
         empty = "no finished alexnet / alexnet-sigmoid run yet"
     by_name = {cell.name: cell for cell in summaries}
     drawn = False
@@ -67,7 +75,7 @@ def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) ->
     curves.set_xlabel("epoch")
     curves.set_ylabel("validation accuracy")
     curves.set_ylim(0.0, 1.05)
-    curves.set_title(title)
+    curves.set_title(curves_title)
     curves.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
