@@ -198,8 +198,8 @@ CASES = [
     # Issue 25 part A: the weights' moving average and gradient clipping (a decay of 0 or 1
     # would keep no average or never move it; a norm of 0 would zero every step).
     Case("new_ema_high", "train", ONE + "--ema-decay 1.5", 2,
-         "ema_decay must be in (0.0, 1.0), got 1.5"),
-    Case("new_ema_one", "train", ONE + "--ema-decay 1", 2, "ema_decay must be in (0.0, 1.0), "
+         "ema_decay must be in [0.0, 1.0), got 1.5"),
+    Case("new_ema_one", "train", ONE + "--ema-decay 1", 2, "ema_decay must be in [0.0, 1.0), "
          "got 1.0"),
     Case("new_ema_negative", "train", ONE + "--ema-decay -0.1", 2, "got -0.1"),
     Case("new_ema_nan", "train", ONE + "--ema-decay nan", 2, "ema_decay must be a finite "

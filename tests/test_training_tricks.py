@@ -321,3 +321,17 @@ def test_filter_images_are_in_the_event_file_each_epoch(ema_run):
         kernel = ema_run["at"]("raw", epoch - 1)[0]  # conv1's kernel comes first
         np.testing.assert_array_equal(images[epoch], filter_grid(kernel))
     assert not np.array_equal(images[0], images[1])
+
+
+def test_ema_comes_from_the_recipe_and_zero_turns_it_off():
+    from keras_cnns.config import RunConfig
+    from keras_cnns.models import get_model_entry
+    from keras_cnns.training.trainer import ema_record
+
+    entry = get_model_entry("lenet")
+    digits = RunConfig(model="lenet", dataset="digits").resolve()
+    assert digits.ema_decay == entry.recipe_for("digits")["ema_decay"] == 0.99
+    assert ema_record(digits)["decay"] == 0.99
+    off = RunConfig(model="lenet", dataset="digits", ema_decay=0.0).resolve()
+    assert off.ema_decay == 0.0 and ema_record(off) is None
+    assert ema_record(RunConfig(model="lenet", dataset="synthetic").resolve()) is None

@@ -8,7 +8,7 @@ list). An export of
 converted weights (`convert.py --to export`, such as torchvision's AlexNet) is scored through
 its serving_default on the images `--dataset` names, as torchvision scores ImageNet:
 
-    python scripts/evaluate.py alexnet-imagenet --dataset folder --data-dir imagenet-val
+    python scripts/evaluate.py EXPORT --dataset folder --data-dir imagenet-val
 """
 
 from pathlib import Path

@@ -34,8 +34,9 @@ HELP = {
     "weight_decay": "decoupled weight decay (AdamW and SGD; Adam has none)",
     "momentum": "SGD momentum",
     "label_smoothing": "label smoothing of the one-hot targets",
-    "ema_decay": "keep an exponential moving average of the weights with this decay, in (0, 1), "
-    "e.g. 0.99; validation, the best checkpoint, the test scores and the export use it",
+    "ema_decay": "keep an exponential moving average of the weights with this decay, in [0, 1) "
+    "(0: none; default: the recipe's, else none), e.g. 0.99; validation, the best checkpoint, "
+    "the test scores and the export use it",
     "clip_norm": "clip each step's gradient to this global norm, in (0, inf)",
     "dropout": "dropout rate of the model's classifier",
     "width": "multiplier on every layer's channels and units",

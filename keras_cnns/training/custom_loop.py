@@ -110,7 +110,7 @@ def fit_multi_worker(
             correct_sum, top_sum = correct_sum + float(correct), top_sum + float(in_top)
             bar.update(step + 1, [("loss", loss)])
         totals = [0.0] * 4  # loss, right, in the top k, images
-        with averaged_weights(model, optimizer, enabled=config.ema_decay is not None):
+        with averaged_weights(model, optimizer, enabled=bool(config.ema_decay)):
             for batch in val_dist:
                 totals = [total + float(value) for total, value in
                           zip(totals, eval_step(batch), strict=True)]

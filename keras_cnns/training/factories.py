@@ -46,8 +46,8 @@ def make_optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.
     # optimizer's variables (so a committed state holds it), and clipping is by the global norm.
     common = dict(
         global_clipnorm=config.clip_norm,
-        use_ema=config.ema_decay is not None,
-        ema_momentum=0.99 if config.ema_decay is None else config.ema_decay,
+        use_ema=bool(config.ema_decay),
+        ema_momentum=config.ema_decay or 0.99,
     )
     if config.optimizer == "sgd":
         # Keras SGD has no weight decay of its own; `weight_decay` applies it decoupled.

@@ -216,7 +216,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
     recorder = run_state.EpochRecorder(
         run_dir, backup, patience=config.early_stopping, chief=chief,
         state=state or run_state.RunState(batch_shards=shards),
-        ema=config.ema_decay is not None)
+        ema=bool(config.ema_decay))
     done = recorder.state.epochs_done
     stopped_early = bool(config.early_stopping) and (
         recorder.state.epochs_without_gain >= config.early_stopping)
@@ -256,7 +256,7 @@ def _train_in(config, run_dir: Path, how: str, source, strategy, kind: str, chie
             best = run_state.best_weights_path(run_dir / run_dirs.BACKUP_DIR,
                                                recorder.state.best_epoch)
         model.load_weights(best)  # with ema_decay, the moving average at that epoch
-    elif config.ema_decay is not None:
+    elif config.ema_decay:
         optimizer.finalize_variable_values(model.trainable_variables)
     if not chief:
         shutil.rmtree(backup, ignore_errors=True)
@@ -295,7 +295,7 @@ def _fit(model, optimizer, config, kind, strategy, steps, done, train_ds, val_ds
         EpochCheckpoint(recorder),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
     ]
-    if config.ema_decay is not None:
+    if config.ema_decay:
         callbacks.insert(0, AveragedValidation(optimizer))
     if config.filter_images:
         callbacks.append(FilterImages(run_dir / "logs" / "filters", initial_epoch=done))
@@ -350,7 +350,7 @@ def _export(model, config: RunConfig, source, metrics: dict, run_dir: Path) -> P
 
 def ema_record(config: RunConfig) -> dict | None:
     """The manifest's `ema`: null, or the decay and which weights the export holds."""
-    if config.ema_decay is None:
+    if not config.ema_decay:
         return None
     return {"decay": config.ema_decay,
             "weights": "the optimizer's exponential moving average of the trained weights "
