@@ -11,10 +11,16 @@ trained again. Exit status 1 when a run failed (it is in the report), 2 for a ba
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
-from keras_cnns.commands.cli import OneLineParser, integer, number, user_errors
+from keras_cnns.commands.cli import (
+    OneLineParser,
+    check_output_folder,
+    comma_names,
+    integer,
+    number,
+    user_errors,
+)
 
 # Flags that set a RunConfig field of every cell, with their types (RunConfig checks the rest).
 _CELL_OVERRIDES = {
@@ -58,7 +64,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "recipes-fashion (each model's default recipe against its goals)",
     )
     which.add_argument("--grid", metavar="FILE", help="a grid JSON file of your own")
-    parser.add_argument("--cells", metavar="A,B", type=_cell_names,
+    parser.add_argument("--cells", metavar="A,B", type=comma_names("cell names"),
                         help="run only these cells (comma-separated)")
     parser.add_argument(
         "--seeds", type=integer(1), metavar="N",
@@ -93,27 +99,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def _cell_names(text: str) -> list[str]:
-    names = text.split(",")
-    if not all(name.strip() for name in names):
-        raise argparse.ArgumentTypeError(f"must be cell names separated by commas, got {text!r}")
-    return [name.strip() for name in names]
-
-
-def _check_output(parser, output: Path) -> None:
-    """Refuse an --output the results directory cannot be made at, before any run."""
-    existing = next(path for path in (output, *output.parents) if path.exists())
-    if not existing.is_dir():
-        parser.error(f"--output {output} must be a results directory, but {existing} is a file")
-    if not os.access(existing, os.W_OK):
-        parser.error(f"--output {output} cannot be written: {existing} is not writable")
-
-
 def main(argv=None, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if "output" in vars(args):
-        _check_output(parser, Path(args.output))
+        check_output_folder(parser, Path(args.output), "results directory")
     logging.getLogger("tensorflow").addFilter(_NoRetracingWarnings())
     with user_errors(prog):
         from keras_cnns.ablation import (

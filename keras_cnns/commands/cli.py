@@ -83,6 +83,29 @@ def clashing_input(output, inputs) -> Path | None:
     return None
 
 
+def comma_names(what: str):
+    """An argparse type: "a,b" -> ["a", "b"] (spaces stripped, repeats dropped), refusing an
+    empty name; `what` names them in the message ("model names")."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",")]
+        if not all(names):
+            raise argparse.ArgumentTypeError(f"must be {what} separated by commas, got {text!r}")
+        return list(dict.fromkeys(names))
+
+    return parse
+
+
+def check_output_folder(parser, output: Path, what: str = "folder") -> None:
+    """Refuse an --output that cannot become `what` (a file on its path, a folder that cannot
+    be written), before anything runs."""
+    existing = next(path for path in (output, *output.parents) if path.exists())
+    if not existing.is_dir():
+        parser.error(f"--output {output} must be a {what}, but {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        parser.error(f"--output {output} cannot be written: {existing} is not writable")
+
+
 def _bounds(low, high, above=None) -> str:
     if above is not None:
         return f" above {above}" + (f" and at most {high}" if high is not None else "")

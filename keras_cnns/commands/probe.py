@@ -13,10 +13,16 @@ finished runs and measurements are read back, an unfinished run resumes. See doc
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from keras_cnns.commands.cli import OneLineParser, integer, number, user_errors
+from keras_cnns.commands.cli import (
+    OneLineParser,
+    check_output_folder,
+    comma_names,
+    integer,
+    number,
+    user_errors,
+)
 
 PROG = "probe.py"
 
@@ -32,7 +38,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="digits", help=HELP["dataset"] + " (default "
                         "digits)")
     parser.add_argument("--data-dir", dest="data_dir", help=HELP["data_dir"])
-    parser.add_argument("--models", type=_names, metavar="A,B",
+    parser.add_argument("--models", type=comma_names("model names"), metavar="A,B",
                         help="models to study, comma-separated (default: the preset's)")
     parser.add_argument("--seeds", type=integer(1, 20), metavar="N",
                         help="seeds per cell, replacing the preset's (1 gives no seed noise "
@@ -54,28 +60,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def _names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"must be model names separated by commas, got {text!r}")
-    return list(dict.fromkeys(names))
-
-
-def _check_output(parser, output: Path) -> None:
-    """Refuse an --output the study cannot be written to, before anything runs."""
-    existing = next(path for path in (output, *output.parents) if path.exists())
-    if not existing.is_dir():
-        parser.error(f"--output {output} must be a folder, but {existing} is a file")
-    if not os.access(existing, os.W_OK):
-        parser.error(f"--output {output} cannot be written: {existing} is not writable")
-
-
 def main(argv=None, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     output = args.output or Path("runs") / ("probe-" + "".join(
         c if c.isalnum() or c in "_-" else "_" for c in args.dataset))
-    _check_output(parser, output)
+    check_output_folder(parser, output)
     with user_errors(prog):
         from keras_cnns.measure.probe_report import FIGURE_FILE, REPORT_FILE, RESULTS_FILE
         from keras_cnns.measure.probe_study import check_output, load_plan, run_study
