@@ -154,8 +154,9 @@ def test_a_cell_helps_hurts_or_is_within_seed_noise():
     assert judged(0.930, 0.010, base_std=0.010).verdict == "helps"
     # One seed: no spread, the 1-point floor alone, and the sentence says so.
     single = judged(0.911, None, base_std=None)
-    assert single.verdict == "helps" and "(noise band ±1.00 points (one seed: no spread" \
-        in single.sentence
+    assert single.verdict == "helps" and single.sentence.startswith(
+        "**alexnet-trick** against alexnet: 0.9110 against 0.9000, +1.10 points, **helps** "
+        "(noise band ±1.00 points; one seed, no spread measured); train-test gap")
 
 
 def test_a_comparison_that_cannot_be_read_says_why():

@@ -79,7 +79,7 @@ def compare(cell: CellSummary, baseline_name: str, cells: dict[str, CellSummary]
     ours, theirs = cell.test_accuracy, baseline.test_accuracy
     difference, band = diff_points(ours, theirs), noise_points(ours, theirs)
     verdict = NOISE if not is_clear(ours, theirs) else HELPS if difference > 0 else HURTS
-    one_seed = " (one seed: no spread measured)" if None in (ours[1], theirs[1]) else ""
+    one_seed = "; one seed, no spread measured" if None in (ours[1], theirs[1]) else ""
     sentence = (
         f"**{cell.name}** against {baseline_name}: {mean_std_text(ours, 4)} against "
         f"{mean_std_text(theirs, 4)}, {difference:+.2f} points, **{verdict}** (noise band "
