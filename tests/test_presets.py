@@ -163,7 +163,7 @@ def test_the_preset_command_measures_top5_where_the_manifest_lacks_it(export):
 @pytest.mark.parametrize("dataset, licence", [("digits", "CC BY 4.0"),
                                               ("fashion_mnist", "MIT licence")])
 def test_the_card_names_the_licence_of_the_documented_data_sets(preset, dataset, licence):
-    from keras_cnns.export.preset import model_card
+    from keras_cnns.export.model_card import model_card
 
     metadata = json.loads((preset / "metadata.json").read_text())
     metadata["dataset"]["name"] = dataset

@@ -67,8 +67,9 @@ def main(argv=None, prog: str = PROG) -> int:
         c if c.isalnum() or c in "_-" else "_" for c in args.dataset))
     check_output_folder(parser, output)
     with user_errors(prog):
+        from keras_cnns.measure.probe_plan import load_plan
         from keras_cnns.measure.probe_report import FIGURE_FILE, REPORT_FILE, RESULTS_FILE
-        from keras_cnns.measure.probe_study import check_output, load_plan, run_study
+        from keras_cnns.measure.probe_study import check_output, run_study
 
         continuing = check_output(output, overwrite=args.overwrite)
         plan = load_plan(args.preset, dataset=args.dataset, data_dir=args.data_dir,

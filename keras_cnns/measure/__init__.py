@@ -14,8 +14,9 @@
   `layer_subject` loads what it looks at (`keras_cnns.tile_grids` draws the arrays),
   `score_gradients` takes Grad-CAM's gradient on each backend, `forward_runtimes` runs the
   export's SavedModel, LiteRT or ONNX file forward.
-- `layer_probes`, `probe_study`, `probe_report`: "edges, then parts, then categories" measured:
-  linear probes per layer, first-layer edge scores, receptive fields (`keras-cnns probe`).
+- `layer_probes`, `probe_plan`, `probe_study`, `probe_report`: "edges, then parts, then
+  categories" measured: linear probes per layer, first-layer edge scores, receptive fields
+  (`keras-cnns probe`).
 - `isa`: the CPU's ISA classes, what oneDNN dispatched to, and `--isa avx2` emulation.
 - `child`: the one way these run a measurement in a fresh process (another Keras backend, an
   ISA cap, nothing warm carried over).
