@@ -1,63 +1,31 @@
-"""Tuning: space files, tiny searches per model and tuner, resume, best.json into training,
-and keras-tuner's distributed mode with a chief and two workers on 127.0.0.1."""
+"""Tuning: space files, tiny searches per model and tuner, resume, TensorBoard, best.json into
+training (keras-tuner's distributed mode: test_tuning_distributed.py)."""
 
 import dataclasses
 import json
-import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from tuning_helpers import (
+    DONE,
+    ROOT,
+    TINY_FLAGS,
+    TRAIN,
+    TUNE,
+    completed,
+    env,
+    search,
+    tiny_config,
+    trial_files,
+)
 
 from keras_cnns import tuning
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.models import list_models
-
-ROOT = Path(__file__).resolve().parent.parent
-TUNE = [sys.executable, str(ROOT / "scripts" / "tune.py")]
-TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
-# Small images, one epoch, no XLA: each trial costs seconds, not the recipe's minutes.
-TINY = {"lenet": dict(image_size=16), "alexnet": dict(image_size=64)}
-TINY_FLAGS = ["--model", "lenet", "--image-size", "16", "--epochs", "1", "--warmup-epochs", "0",
-              "--no-jit-compile"]
-DONE = re.compile(r"\[(\S+)\] trial (\S+) done:")
-
-
-def tiny_config(model: str, **overrides) -> RunConfig:
-    values = dict(model=model, epochs=1, warmup_epochs=0, jit_compile=False, **TINY[model])
-    values.update(overrides)
-    return RunConfig(**values).resolve()
-
-
-def search(directory, model="lenet", max_trials=2, space=None, epochs=1, **kwargs):
-    config = kwargs.pop("config", None) or tiny_config(model)
-    space = space or tuning.default_space(model)
-    return tuning.run_search(config, space, directory=directory, max_trials=max_trials,
-                             epochs=epochs, log=lambda line: None, **kwargs)
-
-
-def trial_files(directory: Path) -> dict[str, str]:
-    return {p.parent.name: p.read_text() for p in (directory / "trials").glob("trial_*/trial.json")}
-
-
-def env(**extra) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
-    return {**clean, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-
-
-@pytest.fixture(scope="module")
-def lenet_search(tmp_path_factory):
-    """One finished two-trial LeNet search, shared by the tests that only read it."""
-    directory = tmp_path_factory.mktemp("lenet-search")
-    result = search(directory)
-    tuning.write_reports(result)
-    return result
-
 
 # -- space files ----------------------------------------------------------------------------
 
@@ -351,11 +319,6 @@ def wait_for_completed_trial(directory: Path, process, timeout=240) -> None:
     pytest.fail("no trial completed in time")
 
 
-def completed(directory: Path) -> dict[str, str]:
-    return {name: text for name, text in trial_files(directory).items()
-            if json.loads(text)["status"] == "COMPLETED"}
-
-
 @pytest.mark.slow
 def test_killed_search_resumes_without_repeating_trials_then_retrains(tmp_path):
     directory = tmp_path / "search"
@@ -385,145 +348,6 @@ def test_killed_search_resumes_without_repeating_trials_then_retrains(tmp_path):
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     for name in ("dropout", "width"):
         assert manifest["config"][name] == best["tuning"]["hyperparameters"][name]
-
-
-# -- distributed roles, in process (env vars set, no oracle started) -------------------------
-
-
-def as_tuner(monkeypatch, tuner_id: str) -> None:
-    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", tuner_id)
-
-
-@pytest.mark.parametrize(("tuner_id", "part"),
-                         [("chief", "chief"), ("worker0", "worker"), ("tuner1", "worker")])
-def test_the_chief_is_the_id_chief_and_every_other_id_a_worker(monkeypatch, tuner_id, part):
-    as_tuner(monkeypatch, tuner_id)
-    assert tuning.role() == part
-
-
-@pytest.mark.parametrize("tuner_id", ["chief0", "mischief", "not-the-chief"])
-def test_an_id_that_keras_tuner_would_also_make_a_chief_is_refused(monkeypatch, tuner_id):
-    as_tuner(monkeypatch, tuner_id)
-    with pytest.raises(ConfigError, match="reserves for the chief") as error:
-        tuning.role()
-    message = str(error.value)
-    assert "\n" not in message and message.endswith(".") and repr(tuner_id) in message
-
-
-class JoinedTheSearchError(Exception):
-    """Raised where a worker would start asking the chief's oracle for trials."""
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    """This process as worker0, stopped where it would connect to the chief; its log lines."""
-    as_tuner(monkeypatch, "worker0")
-
-    def joined(*args, **kwargs):
-        raise JoinedTheSearchError
-
-    monkeypatch.setattr(tuning.search, "make_tuner", joined)
-    return []
-
-
-def work(directory, log, config=None, space=None, tuner="random", epochs=1):
-    return tuning.run_search(config or tiny_config("lenet"),
-                             space or tuning.default_space("lenet"), directory=directory,
-                             tuner=tuner, max_trials=2, epochs=epochs, log=log.append)
-
-
-def chiefs_directory(lenet_search, tmp_path) -> Path:
-    """A directory holding what a chief running `search()`'s command records."""
-    directory = tmp_path / "shared"
-    directory.mkdir()
-    shutil.copy(lenet_search.directory / tuning.search.SEARCH_FILE, directory)
-    return directory
-
-
-def test_a_worker_with_the_chiefs_command_joins(worker, lenet_search, tmp_path):
-    with pytest.raises(JoinedTheSearchError):
-        work(chiefs_directory(lenet_search, tmp_path), worker)
-
-
-@pytest.mark.parametrize(("change", "difference"), [
-    (dict(config=tiny_config("lenet", seed=5)), "seed 0 there, 5 here"),
-    (dict(tuner="bayesian"), "tuner random there, bayesian here"),
-    (dict(space=tuning.space_from_dict({"dropout": {"min": 0.0, "max": 0.5, "step": 0.1}})),
-     "a different search space"),
-    (dict(epochs=2), "epochs 1 there, 2 here"),
-])
-def test_a_worker_with_another_command_is_refused(worker, lenet_search, tmp_path, change,
-                                                  difference):
-    with pytest.raises(ConfigError, match="start every worker with the chief's command") as error:
-        work(chiefs_directory(lenet_search, tmp_path), worker, **change)
-    message = str(error.value)
-    assert difference in message and "\n" not in message and message.endswith(".")
-
-
-def test_a_worker_waits_for_a_chief_that_starts_later(worker, lenet_search, tmp_path,
-                                                      monkeypatch):
-    import threading
-
-    monkeypatch.setattr(tuning.search_record, "CHIEF_WAIT_SECONDS", 120)
-    directory = tmp_path / "shared"
-    chief = threading.Timer(2.0, chiefs_directory, (lenet_search, tmp_path))
-    chief.start()
-    try:
-        with pytest.raises(JoinedTheSearchError):
-            work(directory, worker)
-    finally:
-        chief.cancel()
-    assert any(line.startswith("Waiting for the chief's") for line in worker), worker
-
-
-def test_a_worker_without_a_chief_gives_up_in_one_sentence(worker, tmp_path, monkeypatch):
-    monkeypatch.setattr(tuning.search_record, "CHIEF_WAIT_SECONDS", 1)
-    with pytest.raises(ConfigError, match="No chief wrote") as error:
-        work(tmp_path / "nobody", worker)
-    message = str(error.value)
-    assert "\n" not in message and message.endswith(".") and "search.json" in message
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_chief_and_two_workers_share_the_trials(tmp_path):
-    directory = tmp_path / "search"
-    command = [*TUNE, *TINY_FLAGS, "--max-trials", "4", "--directory", str(directory)]
-    oracle = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
-    processes = {
-        name: subprocess.Popen(command, cwd=tmp_path, env=env(KERASTUNER_TUNER_ID=name, **oracle),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in ("chief", "worker0", "worker1")
-    }
-    outputs = {}
-    try:
-        for name, process in processes.items():
-            stdout, stderr = process.communicate(timeout=400)
-            assert process.returncode == 0, f"{name}: {stderr[-3000:]}"
-            outputs[name] = stdout
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-    ran = [trial for name in ("worker0", "worker1") for _, trial in DONE.findall(outputs[name])]
-    assert len(ran) == len(set(ran)) == 4, "a trial ran twice, or not at all"
-    assert not DONE.findall(outputs["chief"]), "the chief runs only the oracle"
-    best = json.loads((directory / "best.json").read_text())
-    assert best["tuning"]["completed"] == 4 and best["tuning"]["trial"] in ran
-    assert len(completed(directory)) == 4
-
-    # A chief re-run on the finished search reports it and exits, waiting for no worker.
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                           env=env(KERASTUNER_TUNER_ID="chief", **oracle))
-    assert again.returncode == 0, again.stderr
-    assert "4 trial(s) already finished" in again.stdout and (directory / "best.json").exists()
 
 
 @pytest.mark.slow
