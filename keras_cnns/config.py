@@ -28,7 +28,7 @@ PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_qua
 # Fields added after runs were first identified, with the value that means "as before": an
 # identity leaves them out at that value, so the unfinished runs of before still resume.
 LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False,
-                    "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_prob": 1.0}
+                    "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_prob": 1.0, "erase_prob": None}
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -86,6 +86,9 @@ class RunConfig:
     width: float | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     augment: str | None = None
+    # The probability of random erasing on top of `augment`'s ops (data/augment.py); None: the
+    # policy's own (0.5 in `erase` and `strong`, else none).
+    erase_prob: float | None = None
     # MixUp and CutMix of the training batches (data/mixing.py): each image's mixing weight is
     # drawn from Beta(alpha, alpha); an alpha of 0 turns its method off.
     mixup_alpha: float = 0.0
@@ -300,6 +303,7 @@ def _validate(config: RunConfig) -> None:
     check_float("dropout", 0.0, 1.0)
     check_float("width", 0.0, None, low_open=True)
     check_float("train_fraction", 0.0, 1.0, low_open=True, high_open=False)
+    check_float("erase_prob", 0.0, 1.0, high_open=False)
     check_float("mixup_alpha", 0.0, None)
     check_float("cutmix_alpha", 0.0, None)
     check_float("mix_prob", 0.0, 1.0, high_open=False)

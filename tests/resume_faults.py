@@ -32,7 +32,7 @@ RUN = ["--model", "lenet", "--dataset", "synthetic", "--image-size", "16", "--ba
 # images (TensorBoard).
 TRICKS = [*RUN, "--ema-decay", "0.9", "--clip-norm", "1.0", "--mixup-alpha", "0.4",
           "--cutmix-alpha", "1.0", "--mix-prob", "0.8", "--augment", "randaugment",
-          "--filter-images"]
+          "--erase-prob", "0.25", "--filter-images"]
 STEPS, EPOCHS = 20, 4
 # Where each point can be reached, for random trials: (point, largest n).
 POINTS = {"batch": STEPS * EPOCHS, "state": EPOCHS, "best": EPOCHS, "evaluate": 1, "export": 1,

@@ -58,8 +58,9 @@ def test_the_decade_grid_adds_one_trick_per_cell_to_alexnets_recipe():
         "alexnet-cutmix": {"cutmix_alpha": 1.0},
         "alexnet-randaugment": {"augment": "randaugment"},
         "alexnet-erase": {"augment": "erase"},
+        "alexnet-light-erase": {"erase_prob": 0.5},
         "alexnet-all": {"ema_decay": 0.999, "clip_norm": 1.0, "mixup_alpha": 0.2,
-                        "cutmix_alpha": 1.0, "augment": "randaugment"},
+                        "cutmix_alpha": 1.0, "augment": "randaugment", "erase_prob": 0.5},
         "alexnet-no-augment": {"augment": "none"},
     }
     assert list(cells) == ["alexnet", *tricks]
@@ -70,6 +71,7 @@ def test_the_decade_grid_adds_one_trick_per_cell_to_alexnets_recipe():
         **{name: ("alexnet",) for name in tricks if name != "alexnet-no-augment"},
         "alexnet-randaugment": ("alexnet", "alexnet-no-augment"),
         "alexnet-erase": ("alexnet", "alexnet-no-augment"),
+        "alexnet-light-erase": ("alexnet", "alexnet-erase"),
     }
 
 

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from keras_cnns.data import build_pipeline, load_source
-from keras_cnns.data.augment import augment_batch
+from keras_cnns.data.augment import augment_batch, get_policy
 from keras_cnns.data.mixing import Mixing, cut_mix, mix_batch, mix_up
 
 BATCH, SIZE = 24, 12
@@ -118,12 +118,28 @@ def test_erase_fills_one_box_of_erased_images_with_one_grey_level(batch):
     assert 0 < count < BATCH  # erase_prob 0.5
 
 
+def test_erase_prob_puts_erasing_after_any_policy_and_zero_turns_it_off(batch):
+    """`--erase-prob` on `light`: the same shifts as `light` alone, then erased boxes; the
+    erased images of light+erasing equal `erase`'s boxes drawn on the shifted images."""
+    images, _ = batch
+    seed = tf.constant([3, 5])
+    light = augment_batch(images, seed, "light").numpy()
+    light_erased = augment_batch(images, seed, get_policy("light", 1.0)).numpy()
+    changed = (light_erased != light).reshape(BATCH, -1).any(axis=1)
+    assert changed.sum() >= BATCH - 2  # p 1: every image loses a box (unless it fell on zeros)
+    boxes_only = augment_batch(tf.constant(light), seed, get_policy("none", 1.0)).numpy()
+    np.testing.assert_array_equal(light_erased, boxes_only)
+    np.testing.assert_array_equal(augment_batch(images, seed, get_policy("erase", 0.0)), images)
+    assert get_policy("randaugment", 0.25).rand_augment_ops == 2
+
+
 STREAMS = {
     "mixup": dict(mixup_alpha=0.4),
     "cutmix": dict(cutmix_alpha=1.0),
     "both_half": dict(mixup_alpha=0.4, cutmix_alpha=1.0, mix_prob=0.5),
     "randaugment": dict(augment="randaugment"),
     "erase": dict(augment="erase"),
+    "randaugment_erase": dict(augment=get_policy("randaugment", 0.25)),
 }
 
 

@@ -54,11 +54,11 @@ def test_a_killed_fit_run_resumes_bit_identical(tmp_path, uninterrupted, kill_at
 
 @pytest.mark.slow
 def test_a_killed_run_with_ema_clipping_and_mixup_resumes_bit_identical(tmp_path):
-    """--ema-decay, --clip-norm, --mixup-alpha, --cutmix-alpha, --mix-prob, --augment randaugment
-    and --filter-images on: killed in epoch 2, the resumed run restores the moving average with
-    the optimizer's other variables, draws the same mixing and augmentation, and ends
-    bit-identical, its export (the average's weights) included; the filter images of the two
-    processes cover every epoch once."""
+    """--ema-decay, --clip-norm, --mixup-alpha, --cutmix-alpha, --mix-prob, --augment randaugment,
+    --erase-prob and --filter-images on: killed in epoch 2, the resumed run restores the moving
+    average with the optimizer's other variables, draws the same mixing and augmentation, and
+    ends bit-identical, its export (the average's weights) included; the filter images of the
+    two processes cover every epoch once."""
     import tensorflow as tf
 
     result = train(tmp_path / "uninterrupted", args=TRICKS)

@@ -42,6 +42,9 @@ HELP = {
     "width": "multiplier on every layer's channels and units",
     "model_kwargs": "other model options as KEY=VALUE, e.g. activation=relu pooling=max",
     "augment": f"augmentation policy, one of: {', '.join(list_augment_policies())}",
+    "erase_prob": "random erasing of one box per training image with this probability, in "
+    "[0, 1], after the --augment policy's ops (timm's --reprob; 0.25 is a common choice); "
+    "default: the policy's own (erase, strong: 0.5; else none)",
     "mixup_alpha": "MixUp of the training batches: Beta(alpha, alpha) mixing weights; 0 is off "
     "(0.2 is a common choice)",
     "cutmix_alpha": "CutMix of the training batches: Beta(alpha, alpha) kept shares; 0 is off "

@@ -6,7 +6,9 @@ pipeline with the same seed augments identically, whatever the thread scheduling
 Policies: `none`; `light` = random translation (integer shift, zero fill: crop-with-padding)
 plus flip; `medium` adds small rotation and zoom; `strong` goes further and adds random erasing;
 `erase` is random erasing alone; `randaugment` is RandAugment alone (two ops per image at
-magnitude 0.5, from Keras' layers: `randaugment.py`).
+magnitude 0.5, from Keras' layers: `randaugment.py`). `get_policy(name, erase_prob)` puts
+random erasing on any of them (timm's `--reprob`, torchvision's `--random-erase`), after
+its other ops.
 When a policy rotates or zooms, rotation, zoom, translation and flip are folded into one
 projective transform per image (one bilinear resampling, one op for the whole batch); shifts
 and flips alone are two row gathers, exact and several times cheaper. Erasing is a box mask.
@@ -23,6 +25,7 @@ The flip is applied only when the policy asks for it AND the dataset allows it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -47,6 +50,12 @@ class AugmentPolicy:
     rand_augment_magnitude: float = 0.5  # their strength, a share of each op's largest
 
     @property
+    def active(self) -> bool:
+        """Whether the policy has any op (a flip may still be off for the data set)."""
+        return bool(self.translate or self.resamples or self.flip or self.erase_prob > 0
+                    or self.rand_augment_ops)
+
+    @property
     def resamples(self) -> bool:
         """Rotation or zoom need bilinear resampling; shifts and flips alone do not."""
         return bool(self.rotate or self.zoom)
@@ -69,15 +78,16 @@ def list_augment_policies() -> list[str]:
     return list(POLICIES)
 
 
-def get_policy(policy) -> AugmentPolicy:
-    """A policy by name (or an `AugmentPolicy`, returned as is)."""
-    if isinstance(policy, AugmentPolicy):
-        return policy
-    if policy not in POLICIES:
-        raise DataError(
-            f"Unknown augmentation policy {policy!r}; choose one of {', '.join(POLICIES)}."
-        )
-    return POLICIES[policy]
+def get_policy(policy, erase_prob: float | None = None) -> AugmentPolicy:
+    """A policy by name (or an `AugmentPolicy`), with `erase_prob`, when given, as the
+    probability of its random erasing (`RunConfig.erase_prob`)."""
+    if not isinstance(policy, AugmentPolicy):
+        if policy not in POLICIES:
+            raise DataError(
+                f"Unknown augmentation policy {policy!r}; choose one of {', '.join(POLICIES)}."
+            )
+        policy = POLICIES[policy]
+    return policy if erase_prob is None else dataclasses.replace(policy, erase_prob=erase_prob)
 
 
 def sample_params(batch, height, width, seed, policy: AugmentPolicy, allow_flip: bool) -> dict:

@@ -136,7 +136,7 @@ def images_per_load(batch_size: int, size, channels: int, max_group: int = 4,
     return batch_size * max(1, min(max_group, pixel_budget // max(pixels, 1)))
 
 
-def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: str = "none",
+def build_pipeline(source, split: str, *, image_size, batch_size: int, augment="none",
                    seed: int = 0, deterministic: bool = False, shuffle: bool | None = None,
                    repeat: bool = False, drop_remainder: bool = False, cache: bool = True,
                    one_hot: int | None = None, num_replicas: int = 1,
@@ -174,7 +174,7 @@ def build_pipeline(source, split: str, *, image_size, batch_size: int, augment: 
     out_channels = channels or info.channels
     mean, std = match_stats(info.mean, info.std, out_channels)
     shuffle = split == "train" if shuffle is None else shuffle
-    augmenting = split == "train" and policy.name != "none"
+    augmenting = split == "train" and policy.active
     mixing = Mixing(mixup_alpha, cutmix_alpha, mix_prob)
     mixing = mixing if split == "train" and mixing.active else None
     if mixing is not None and one_hot is None:

@@ -112,7 +112,8 @@ def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: 
         num_replicas=num_replicas,
     )
     train = data_lib.build_pipeline(
-        source, "train", augment=config.augment, repeat=True, shuffle=True,
+        source, "train", augment=data_lib.get_policy(config.augment, config.erase_prob),
+        repeat=True, shuffle=True,
         start_batch=start_batch, mixup_alpha=config.mixup_alpha,
         cutmix_alpha=config.cutmix_alpha, mix_prob=config.mix_prob, **common
     )
