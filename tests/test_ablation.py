@@ -92,14 +92,17 @@ def test_the_recipe_grids_run_each_models_plain_default(preset, dataset):
                          "alexnet": (3, grid_lib.Goal(0.93, "median"))}
 
 
-def test_the_alexnet_digits_tries_change_one_flag_of_the_plain_recipe():
+def test_the_alexnet_digits_tries_change_the_plain_recipe_by_their_flags_alone():
     grid = grid_lib.load_grid(grid_lib.preset_path("alexnet-digits-tries"))
     cells = {cell.name: cell for cell in grid.cells}
     recipe = RunConfig(model="alexnet", dataset="digits").resolve()
     changes = {"alexnet": {}, "alexnet-erase": {"augment": "erase"},
                "alexnet-randaugment": {"augment": "randaugment"},
                "alexnet-mixup": {"mixup_alpha": 0.2}, "alexnet-cutmix": {"cutmix_alpha": 1.0},
-               "alexnet-smoothing": {"label_smoothing": 0.1}, "alexnet-lr2e-3": {"lr": 0.002}}
+               "alexnet-smoothing": {"label_smoothing": 0.1}, "alexnet-lr2e-3": {"lr": 0.002},
+               "alexnet-medium": {"augment": "medium"},
+               "alexnet-medium-smoothing": {"augment": "medium", "label_smoothing": 0.1},
+               "alexnet-sgd": {"optimizer": "sgd", "lr": 0.01}, "alexnet-30-epochs": {"epochs": 30}}
     assert list(cells) == list(changes)
     for name, change in changes.items():
         assert cells[name].config == dataclasses.replace(recipe, **change), name
