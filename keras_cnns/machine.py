@@ -2,8 +2,9 @@
 kernels by: exports record both, as a deterministic run is bit-identical only on the same
 kernels, and `--mixed-precision auto` reads them), how much memory a process may use (the
 pre-flight estimate and the IDX reader's header check), and whether a process still runs here
-(run-directory locks and unfinished exports name their process); and the one way a
-Python child runs under a given Keras backend (`run_python`).
+(run-directory locks and unfinished exports name their process), a one-line description for
+reports (`describe_machine`); and the one way a Python child runs under a given Keras backend
+(`run_python`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import platform
 import re
 import resource
 import subprocess
@@ -33,6 +35,13 @@ def cpu_facts() -> tuple[str | None, list[str]]:
     flags = set(next((line.split(":", 1)[1] for line in lines if line.startswith("flags")),
                      "").split())
     return model, [name for name in ISA_CLASSES if name in flags]
+
+
+def describe_machine() -> str:
+    """CPU model, usable cores and OS, e.g. "AMD EPYC 9B14, 2 cores, Linux x86_64"."""
+    model = cpu_facts()[0] or platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores, {platform.system()} {platform.machine()}"
 
 
 def process_usage() -> dict:

@@ -102,7 +102,11 @@ def test_the_alexnet_digits_tries_change_the_plain_recipe_by_their_flags_alone()
                "alexnet-smoothing": {"label_smoothing": 0.1}, "alexnet-lr2e-3": {"lr": 0.002},
                "alexnet-medium": {"augment": "medium"},
                "alexnet-medium-smoothing": {"augment": "medium", "label_smoothing": 0.1},
-               "alexnet-sgd": {"optimizer": "sgd", "lr": 0.01}, "alexnet-30-epochs": {"epochs": 30}}
+               "alexnet-sgd": {"optimizer": "sgd", "lr": 0.01}, "alexnet-30-epochs": {"epochs": 30},
+               "alexnet-medium-smoothing0.2": {"augment": "medium", "label_smoothing": 0.2},
+               "alexnet-medium-smoothing-erase": {"augment": "medium", "label_smoothing": 0.1,
+                                                  "erase_prob": 0.25},
+               "alexnet-strong-smoothing": {"augment": "strong", "label_smoothing": 0.1}}
     assert list(cells) == list(changes)
     for name, change in changes.items():
         assert cells[name].config == dataclasses.replace(recipe, **change), name

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import platform
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 from keras_cnns.ablation.grid import Cell, Goal
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
-from keras_cnns.machine import cpu_facts
 from keras_cnns.serving.verify_export import (
     ACCURACY,
     NUMBER,
@@ -297,10 +295,3 @@ def describe_device(strategy: str, replicas: int) -> str:
     if replicas > 1:
         text += f" ({strategy}, {replicas} replicas)"
     return text
-
-
-def describe_machine() -> str:
-    """CPU model, core count and OS, e.g. "AMD EPYC 9B14, 2 cores, Linux x86_64"."""
-    model = cpu_facts()[0] or platform.processor() or platform.machine()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores, {platform.system()} {platform.machine()}"

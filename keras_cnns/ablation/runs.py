@@ -26,11 +26,11 @@ from keras_cnns.ablation.results import (
     STRING,
     RunRow,
     describe_device,
-    describe_machine,
     fill_from_run_dir,
     read_checked,
 )
 from keras_cnns.config import ConfigError
+from keras_cnns.machine import describe_machine
 from keras_cnns.serving.verify_export import TEXT, EachEntry, EachItem
 from keras_cnns.training import run_dir as run_dirs
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import numpy as np
 
 from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig, read_json_file
-from keras_cnns.machine import cpu_facts
+from keras_cnns.machine import describe_machine
 from keras_cnns.measure.probe_plan import Plan
 from keras_cnns.measure.probe_report import FIGURE_FILE, REPORT_FILE, RESULTS_FILE, write_report
 from keras_cnns.training import run_dir as run_dirs
@@ -411,12 +410,3 @@ def collect(plan: Plan, runs: dict, measurements: Measurements, architectures: d
         "measure_seconds": round(measurements.seconds(), 1),
         "models": models,
     }
-
-
-def describe_machine() -> str:
-    """CPU model, cores and OS, e.g. "AMD EPYC 9B14, 2 cores, Linux x86_64"."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = cpu_facts()[0] or platform.processor() or platform.machine()
-    return f"{cpu}, {cores} cores, {platform.system()} {platform.machine()}"
