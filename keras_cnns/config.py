@@ -29,6 +29,10 @@ PLACEMENT_FIELDS = ("run_dir", "resume", "output", "onnx", "tflite", "tflite_qua
 # identity leaves them out at that value, so the unfinished runs of before still resume.
 LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False,
                     "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_prob": 1.0, "erase_prob": None}
+# Fields that a model's recipe may set and that are off where it does not: `resolve()` fills
+# them with these values, so a resolved config (and its identity) is what it was before a
+# recipe could set them.
+OFF_UNLESS_RECIPE = {"label_smoothing": 0.0}
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -75,7 +79,7 @@ class RunConfig:
     warmup_epochs: float | None = None
     weight_decay: float | None = None
     momentum: float = 0.9
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: the recipe's, else 0 (`OFF_UNLESS_RECIPE`)
     # The decay of an exponential moving average of the weights (Keras' optimizer `use_ema`):
     # validation, the best checkpoint, test scores and the export use the average. 0: off;
     # None: the recipe's (LeNet-5 on digits: 0.99), else off.
@@ -137,6 +141,9 @@ class RunConfig:
                 filled[field.name] = recipe[field.name]
             elif field.name in entry.options:
                 filled[field.name] = entry.options[field.name]
+        for name, off in OFF_UNLESS_RECIPE.items():
+            if getattr(self, name) is None:
+                filled.setdefault(name, off)
         warmup, epochs = filled.get("warmup_epochs"), self.epochs
         if warmup is not None and epochs is not None and warmup >= epochs:
             filled["warmup_epochs"] = warmup * epochs / recipe.get("epochs", epochs + warmup)

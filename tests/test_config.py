@@ -64,8 +64,12 @@ def test_identity_of_a_fixed_config_never_changes():
     config = RunConfig(model="lenet", dataset="synthetic", image_size=16, epochs=2,
                        batch_size=32, optimizer="sgd", lr=0.1, warmup_epochs=0.0,
                        weight_decay=0.0, augment="none", dropout=0.1, width=0.5,
-                       model_kwargs={"activation": "relu"})
+                       label_smoothing=0.0, model_kwargs={"activation": "relu"})
     assert config.identity() == "e9fd6f7f3ddee86d"
+    # A recipe may set label smoothing; where none does, the resolved config holds the 0 that
+    # every config held before, so runs from before still resume.
+    resolved = RunConfig(model="lenet", dataset="synthetic").resolve()
+    assert resolved == dataclasses.replace(resolved, label_smoothing=0.0)
 
 
 def test_resolved_means_resolve_has_nothing_left_to_fill():

@@ -33,7 +33,7 @@ HELP = {
     "shorter --epochs)",
     "weight_decay": "decoupled weight decay (AdamW and SGD; Adam has none)",
     "momentum": "SGD momentum",
-    "label_smoothing": "label smoothing of the one-hot targets",
+    "label_smoothing": "label smoothing of the one-hot targets, in [0, 1)",
     "ema_decay": "keep an exponential moving average of the weights with this decay, in [0, 1) "
     "(0: none; default: the recipe's, else none), e.g. 0.99; validation, the best checkpoint, "
     "the test scores and the export use it",
@@ -83,6 +83,7 @@ _RECIPE_FIELDS = (
     "warmup_epochs",
     "weight_decay",
     "augment",
+    "label_smoothing",
     "dropout",
     "width",
 )
@@ -92,7 +93,8 @@ def _recipe_default(name: str) -> str:
     parts = []
     for model in list_models():
         entry = get_model_entry(model)
-        value = entry.recipe.get(name, entry.options.get(name))
+        off = config_module.OFF_UNLESS_RECIPE.get(name)
+        value = entry.recipe.get(name, entry.options.get(name, off))
         changes = [f"{dataset}: {recipe[name]}" for dataset, recipe in
                    entry.dataset_recipes.items() if name in recipe]
         parts.append(f"{model}: {value}" + (f" ({', '.join(changes)})" if changes else ""))

@@ -148,6 +148,10 @@ register_model(
             image_size=64, epochs=20, batch_size=64, optimizer="adamw", lr=1e-3,
             weight_decay=5e-4, warmup_epochs=2, augment="light",
         ),
+        # On the 1,259 training digits small rotations and zooms with label smoothing 0.2 gave
+        # 0.992-0.997 at seeds 0-2, where the recipe's shifts alone gave 0.978-0.992
+        # (docs/BENCHMARKS.md, "Recipe goals").
+        dataset_recipes=frozen(digits=frozen(augment="medium", label_smoothing=0.2)),
         reference=(
             "Krizhevsky, Sutskever and Hinton, 'ImageNet Classification with Deep "
             "Convolutional Neural Networks', NeurIPS 2012; the single-tower variant of "
