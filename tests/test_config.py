@@ -35,6 +35,16 @@ def test_a_data_sets_recipe_changes_only_its_fields_and_yields_to_flags(monkeypa
     assert "lenet: 40 (fashion_mnist: 7)" in " ".join(build_parser().format_help().split())
 
 
+def test_label_smoothing_comes_from_the_recipe_else_zero_and_yields_to_the_flag():
+    alexnet_digits = RunConfig(model="alexnet", dataset="digits").resolve()
+    assert alexnet_digits.label_smoothing == 0.2 and alexnet_digits.augment == "medium"
+    assert RunConfig(model="alexnet", dataset="fashion_mnist").resolve().label_smoothing == 0.0
+    assert RunConfig(model="lenet", dataset="digits").resolve().label_smoothing == 0.0
+    flag = RunConfig(model="alexnet", dataset="digits", label_smoothing=0.0).resolve()
+    assert flag.label_smoothing == 0.0 and flag.is_resolved()
+    assert "alexnet: 0.0 (digits: 0.2)" in " ".join(build_parser().format_help().split())
+
+
 def test_json_round_trip(tmp_path):
     config = RunConfig(model="lenet", lr=0.01, model_kwargs={"activation": "relu"}).resolve()
     path = tmp_path / "run.json"
