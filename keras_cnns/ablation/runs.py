@@ -99,7 +99,7 @@ def plan_rows(grid: Grid, results_dir: Path, sources: _Sources) -> dict[str, lis
     import keras
 
     from keras_cnns.data.subset import subset_size
-    from keras_cnns.models import build_model
+    from keras_cnns.training.factories import make_model
 
     runs_root = str(results_dir / "runs")
     rows: dict[str, list[RunRow]] = {}
@@ -109,12 +109,7 @@ def plan_rows(grid: Grid, results_dir: Path, sources: _Sources) -> dict[str, lis
         info = source.info
         train_images = subset_size(source.arrays("train")[1], config.train_fraction)
         try:
-            model = build_model(
-                config.model,
-                input_shape=(config.image_size, config.image_size, info.channels),
-                num_classes=info.num_classes,
-                **config.model_options(),
-            )
+            model = make_model(config, info)
         except ValueError as error:
             raise ConfigError(f"Cell {cell.name!r}: {error}") from None
         params = int(model.count_params())
@@ -252,16 +247,10 @@ def _write_sidecar_afresh(row: RunRow, run_dir: Path, source) -> None:
     checkpoint (the weights the test accuracy was scored with), its time from metrics.json."""
     import keras
 
-    from keras_cnns.models import build_model
+    from keras_cnns.training.factories import best_model
 
-    config, info = row.config, source.info
-    model = build_model(
-        config.model,
-        input_shape=(config.image_size, config.image_size, info.channels),
-        num_classes=info.num_classes,
-        **config.model_options(),
-    )
-    model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+    config = row.config
+    model = best_model(run_dir, config, source.info)
     metrics = read_checked(run_dir / run_dirs.DONE_FILE, METRICS_SCHEMA)
     sidecar = {
         "train_accuracy": measure_train_accuracy(model, config, source),

@@ -159,23 +159,13 @@ class Measurements:
         return sum(value.get("seconds", 0.0) for value in self.values.values())
 
 
-def _trained_model(config: RunConfig, run_dir: Path, info):
-    from keras_cnns.training.factories import make_model
-
-    model = make_model(config, (config.image_size, config.image_size, info.channels),
-                       info.num_classes)
-    model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-    return model
-
-
 def _untrained_model(config: RunConfig, info):
     import keras
 
     from keras_cnns.training.factories import make_model
 
     keras.utils.set_random_seed(config.seed)
-    return make_model(config, (config.image_size, config.image_size, info.channels),
-                      info.num_classes)
+    return make_model(config, info)
 
 
 def _measure(model, images: ProbeImages | None, image_size: int) -> dict:
@@ -318,7 +308,9 @@ def run_study(plan: Plan, *, overwrite: bool = False, verbose: int | str = 0,
 def _measure_trained(run: Run, images, info) -> dict:
     import keras
 
-    model = _trained_model(run.config, run.run_dir, info)
+    from keras_cnns.training.factories import best_model
+
+    model = best_model(run.run_dir, run.config, info)
     found = _measure(model, images, run.config.image_size)
     keras.backend.clear_session()
     return found

@@ -21,8 +21,8 @@ from keras_cnns import data as data_lib
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.export.scoring import class_scores
 from keras_cnns.preflight import check_writable_dir
-from keras_cnns.training import plots, sharding
-from keras_cnns.training.factories import make_model
+from keras_cnns.training import plots, run_state, sharding
+from keras_cnns.training.factories import best_model
 
 
 def evaluate(model: keras.Model, dataset, class_names, config: RunConfig | None = None) -> dict:
@@ -57,16 +57,11 @@ def _load(path: Path) -> tuple[RunConfig, keras.Model]:
         return config, model
     if (path / "config.json").is_file():
         config = RunConfig.from_json(path / "config.json")
-        weights = path / "checkpoints" / "best.weights.h5"
+        weights = path / run_state.BEST_FILE
         if not weights.is_file():
             raise ConfigError(f"Run {path} has no checkpoint yet ({weights} is missing).")
         source = data_lib.load_source(config.dataset, config.data_dir)
-        info = source.info
-        model = make_model(
-            config, (config.image_size, config.image_size, info.channels), info.num_classes
-        )
-        model.load_weights(weights)
-        return config, model
+        return config, best_model(path, config, source.info)
     raise ConfigError(f"{path} is neither a run directory nor an export.")
 
 

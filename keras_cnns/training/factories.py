@@ -7,18 +7,21 @@ train exactly the same thing.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 
 from keras_cnns.config import RunConfig
 from keras_cnns.export.scoring import TOP_K, TOP_K_NAME, reports_top_k
 from keras_cnns.models import build_model
-from keras_cnns.training import sharding
+from keras_cnns.training import run_state, sharding
 
 
-def make_model(config: RunConfig, input_shape, num_classes: int) -> keras.Model:
+def make_model(config: RunConfig, info) -> keras.Model:
+    """The model `config` names, for `info`'s images (at `config.image_size`) and classes."""
     model = build_model(
-        config.model, input_shape=input_shape, num_classes=num_classes, **config.model_options()
+        config.model, input_shape=(config.image_size, config.image_size, info.channels),
+        num_classes=info.num_classes, **config.model_options()
     )
     if keras.mixed_precision.dtype_policy().compute_dtype != "float32":
         # Softmax and loss in float32: float16 logits lose the small differences that matter.
@@ -26,6 +29,13 @@ def make_model(config: RunConfig, input_shape, num_classes: int) -> keras.Model:
             model.output
         )
         model = keras.Model(model.input, logits, name=model.name)
+    return model
+
+
+def best_model(run_dir: Path, config: RunConfig, info) -> keras.Model:
+    """A run directory's model with its best checkpoint (the weights its test scores are of)."""
+    model = make_model(config, info)
+    model.load_weights(Path(run_dir) / run_state.BEST_FILE)
     return model
 
 
@@ -131,9 +141,8 @@ def build_for_training(config: RunConfig, info, steps: int, strategy, *, shards:
 
     `scripts/benchmark.py` times exactly this, so its numbers are `train.py`'s.
     """
-    input_shape = (config.image_size, config.image_size, info.channels)
     with strategy.scope():
-        model = make_model(config, input_shape, info.num_classes)
+        model = make_model(config, info)
         optimizer = make_optimizer(config, steps)
         if not compile and keras.mixed_precision.dtype_policy().name == "mixed_float16":
             # compile() wraps the optimizer itself; a custom loop must scale the loss explicitly
