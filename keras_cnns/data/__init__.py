@@ -5,12 +5,7 @@
     source.info.to_dict()                              # fingerprint, mean/std, ... for export
 """
 
-from keras_cnns.data.augment import (
-    AugmentPolicy,
-    augment_batch,
-    get_policy,
-    list_augment_policies,
-)
+from keras_cnns.data.augment import AugmentPolicy, augment_batch, list_augment_policies
 from keras_cnns.data.base import SPLITS, DataError, DataSource, SourceInfo
 from keras_cnns.data.idx import read_idx, write_idx
 from keras_cnns.data.pipeline import build_pipeline, preprocess
@@ -25,7 +20,6 @@ __all__ = [
     "SourceInfo",
     "augment_batch",
     "build_pipeline",
-    "get_policy",
     "list_augment_policies",
     "list_sources",
     "load_source",

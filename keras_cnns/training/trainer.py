@@ -31,6 +31,7 @@ from keras_cnns import data as data_lib
 from keras_cnns import export as export_lib
 from keras_cnns import files, machine
 from keras_cnns.config import ConfigError, RunConfig
+from keras_cnns.data.augment import get_policy
 from keras_cnns.models.precision import set_precision
 from keras_cnns.preflight import check_run
 from keras_cnns.training import plots, run_state, sharding
@@ -112,7 +113,7 @@ def pipelines(source, config: RunConfig, num_replicas: int = 1, *, start_batch: 
         num_replicas=num_replicas,
     )
     train = data_lib.build_pipeline(
-        source, "train", augment=data_lib.get_policy(config.augment, config.erase_prob),
+        source, "train", augment=get_policy(config.augment, config.erase_prob),
         repeat=True, shuffle=True,
         start_batch=start_batch, mixup_alpha=config.mixup_alpha,
         cutmix_alpha=config.cutmix_alpha, mix_prob=config.mix_prob, **common
