@@ -114,6 +114,22 @@ def test_the_alexnet_digits_tries_change_the_plain_recipe_by_their_flags_alone()
         assert cells[name].compare_to == (() if name == "alexnet" else ("alexnet",))
 
 
+def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone():
+    grid = grid_lib.load_grid(grid_lib.preset_path("alexnet-fashion-tries"))
+    cells = {cell.name: cell for cell in grid.cells}
+    recipe = RunConfig(model="alexnet", dataset="fashion_mnist").resolve()
+    bigger = {"image_size": 96, "mixed_precision": "bfloat16"}
+    changes = {"alexnet": {}, "alexnet-erase": {"augment": "erase"},
+               "alexnet-96-bf16": bigger, "alexnet-96-bf16-erase": {**bigger, "augment": "erase"}}
+    assert list(cells) == list(changes)
+    for name, change in changes.items():
+        assert cells[name].config == dataclasses.replace(recipe, **change), name
+        assert cells[name].goal == grid_lib.Goal(0.93, "median")
+    assert {name: cell.compare_to for name, cell in cells.items() if cell.compare_to} == {
+        "alexnet-erase": ("alexnet",), "alexnet-96-bf16": ("alexnet",),
+        "alexnet-96-bf16-erase": ("alexnet-erase", "alexnet-96-bf16")}
+
+
 def test_command_line_choices_apply_to_every_cell():
     grid = grid_lib.load_grid(
         grid_lib.preset_path("default"), overrides={"epochs": 3}, seeds=2,

@@ -48,7 +48,7 @@ from keras_cnns.data.augment import list_augment_policies
 # copy finds them; keras_cnns.ablation is a regular package on disk, so this is a real path.
 GRID_DIR = Path(str(resources.files("keras_cnns.ablation") / "grids"))
 PRESETS = ("default", "quick", "decade", "recipes-digits", "recipes-fashion",
-           "alexnet-digits-tries")
+           "alexnet-digits-tries", "alexnet-fashion-tries")
 
 _GRID_KEYS = ("name", "description", "seeds", "seed_budget_minutes", "defaults", "cells")
 _CELL_KEYS = ("name", "note", "seeds", "data_scale_of", "compare_to", "goal")
