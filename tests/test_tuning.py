@@ -82,37 +82,37 @@ def test_trial_config_is_a_runconfig_with_the_tuned_values():
 
 def test_where_a_search_writes_is_not_what_it_searches(tmp_path):
     """--onnx, --tflite and the other placement fields never make a search "another search"."""
-    from keras_cnns.tuning.search import SEARCH_FILE, _claim_directory
+    from keras_cnns.tuning.search_record import SEARCH_FILE, claim_directory
 
     config, space = tiny_config("lenet"), tuning.default_space("lenet")
-    _claim_directory(tmp_path, config, space, "random", overwrite=False)
+    claim_directory(tmp_path, config, space, "random", overwrite=False)
     placed = dataclasses.replace(config, onnx=True, tflite=True, tflite_quantize="int8",
                                  output="elsewhere", run_dir="other-runs")
-    _claim_directory(tmp_path, placed, space, "random", overwrite=False)
+    claim_directory(tmp_path, placed, space, "random", overwrite=False)
     with pytest.raises(ConfigError, match=r"holds another search \(lr "):
-        _claim_directory(tmp_path, dataclasses.replace(config, lr=0.5), space, "random",
+        claim_directory(tmp_path, dataclasses.replace(config, lr=0.5), space, "random",
                          overwrite=False)
     # A search.json written while onnx and tflite were still part of a search's identity.
     record = json.loads((tmp_path / SEARCH_FILE).read_text())
     assert "onnx" not in record["config"]
     record["config"].update(onnx=False, tflite=False, tflite_quantize="none")
     (tmp_path / SEARCH_FILE).write_text(json.dumps(record))
-    _claim_directory(tmp_path, placed, space, "random", overwrite=False)
+    claim_directory(tmp_path, placed, space, "random", overwrite=False)
 
 
 def test_a_search_json_with_a_wrong_field_is_refused_naming_it(tmp_path):
-    from keras_cnns.tuning.search import SEARCH_FILE, _claim_directory
+    from keras_cnns.tuning.search_record import SEARCH_FILE, claim_directory
 
     config, space = tiny_config("lenet"), tuning.default_space("lenet")
-    _claim_directory(tmp_path, config, space, "random", overwrite=False)
+    claim_directory(tmp_path, config, space, "random", overwrite=False)
     record = json.loads((tmp_path / SEARCH_FILE).read_text())
     (tmp_path / SEARCH_FILE).write_text(json.dumps({**record, "config": ["lenet"]}))
     with pytest.raises(ConfigError) as error:
-        _claim_directory(tmp_path, config, space, "random", overwrite=False)
+        claim_directory(tmp_path, config, space, "random", overwrite=False)
     assert str(error.value) == (f"{tmp_path / SEARCH_FILE}'s config must be an object, got "
                                 "['lenet']; start over with --overwrite, or choose another "
                                 "--directory.")
-    _claim_directory(tmp_path, config, space, "random", overwrite=True)
+    claim_directory(tmp_path, config, space, "random", overwrite=True)
 
 
 # -- searches -------------------------------------------------------------------------------

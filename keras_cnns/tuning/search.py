@@ -15,8 +15,8 @@ there, or a worker whose command differs from the chief's, is refused instead of
 searches; `report.py` adds `best.json`,
 `results.csv` and `results.png`; `tensorboard/` holds keras-tuner's HParams data and each
 trial's scalars (`tensorboard/<trial id>/execution0/`, TensorFlow backend), for
-`tensorboard --logdir DIR/tensorboard`. `search_record` beside it checks search.json and the
-distributed roles.
+`tensorboard --logdir DIR/tensorboard`. `search_record` beside it claims the directory
+(search.json) and checks the distributed roles.
 
 Resuming is keras-tuner's own: with `overwrite=False` it reloads the oracle from
 `trials/`, finished trials stay finished, and a trial that was running when the process
@@ -27,7 +27,6 @@ chosen by the `KERASTUNER_*` environment variables (see tuning/README.md).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import shutil
@@ -41,24 +40,17 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.src import config as kt_config  # DEBUG has no public setter
 
-from keras_cnns import files
 from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.preflight import check_run, check_writable_dir
 from keras_cnns.training import sharding
 from keras_cnns.training.strategy import check_global_batch, make_strategy
 from keras_cnns.tuning import search_record
 from keras_cnns.tuning.hypermodel import OBJECTIVE, CNNHyperModel
-from keras_cnns.tuning.search_record import SEARCH_FILE, role
+from keras_cnns.tuning.search_record import PROJECT, TENSORBOARD, role
 from keras_cnns.tuning.space import SearchSpace
 
 TUNERS = ("random", "hyperband", "bayesian")
-PROJECT = "trials"
-# keras-tuner gives the TensorBoard callback passed to search() a folder per trial under it
-# and adds the HParams plugin's callback (Tuner._configure_tensorboard_dir).
-TENSORBOARD = "tensorboard"
 HYPERBAND_FACTOR = 3
-# Written by report.py; removed with --overwrite so that no stale result outlives its search.
-OUTPUT_FILES = ("best.json", "results.csv", "results.png")
 
 
 class TuningError(RuntimeError):
@@ -278,8 +270,8 @@ def run_search(config: RunConfig, space: SearchSpace, *, directory: str | Path,
         search_record.join_chiefs_search(directory, config, space, tuner, log)
     else:
         if not overwrite:
-            _check_saved_trials(directory / PROJECT)
-        _claim_directory(directory, config, space, tuner, overwrite)
+            search_record.check_saved_trials(directory / PROJECT)
+        search_record.claim_directory(directory, config, space, tuner, overwrite)
     for note in shard_notes:  # once every refusal has had its turn
         log(f"note: {note}")
     # Only the chief may start over: a worker deleting the shared directory would wipe
@@ -324,24 +316,6 @@ def _tensorboard_callbacks(log_dir: Path) -> list:
     return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
 
 
-def _check_saved_trials(project: Path) -> None:
-    """Refuse, before anything is written, a saved search keras-tuner could not reload: its
-    reload parses these files unchecked (oracle.json, the tuner's own, every trial.json), so a
-    damaged one would end in a JSONDecodeError traceback."""
-    for path in [*sorted(project.glob("*.json")), *sorted(project.glob("trial_*/trial.json"))]:
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            problem = f"is not valid JSON ({error})"
-        else:
-            if isinstance(state, dict):
-                continue
-            problem = "is not a JSON object"
-        raise ConfigError(f"The search in {project.parent} cannot be resumed: keras-tuner's "
-                          f"{path} {problem}; start over with --overwrite, or choose another "
-                          "--directory.")
-
-
 def _forget_finished_retries(oracle) -> None:
     """Never run a finished trial again after a reload.
 
@@ -377,28 +351,6 @@ def _record(trial, space: SearchSpace, base: RunConfig) -> TrialRecord:
     values = space.trial_values(trial.hyperparameters.values)
     return TrialRecord(trial.trial_id, trial.status, values, space.apply(base, values), metrics,
                        trial.message or "")
-
-
-def _claim_directory(directory: Path, config, space, tuner: str, overwrite: bool) -> None:
-    """Record what `directory` searches; refuse a different search there unless overwriting."""
-    path = directory / SEARCH_FILE
-    wanted = search_record.search_identity(config, space, tuner)
-    if overwrite:
-        for name in OUTPUT_FILES:
-            (directory / name).unlink(missing_ok=True)
-        shutil.rmtree(directory / PROJECT, ignore_errors=True)
-        shutil.rmtree(directory / TENSORBOARD, ignore_errors=True)
-    elif path.exists():
-        found = search_record.recorded_identity(path)
-        if found != wanted:
-            raise ConfigError(
-                f"{directory} holds another search ({search_record.difference(found, wanted)}); "
-                "re-run its command to resume it, pass --overwrite to start over, "
-                "or choose another --directory."
-            )
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
 def _format(values: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""A search directory's record of what it searches (`search.json`), and keras-tuner's
+"""A search directory's record of what it searches (`search.json`), its claim before a search
+starts there (a saved search keras-tuner could not reload is refused), and keras-tuner's
 distributed roles: which process is the chief, and a worker's check that it runs the chief's
 search. Re-running a different command in a directory, or starting a worker whose command
 differs from the chief's, is refused instead of mixing two searches.
@@ -6,12 +7,15 @@ differs from the chief's, is refused instead of mixing two searches.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from keras_cnns import files
 from keras_cnns.config import (
     PLACEMENT_FIELDS,
     ConfigError,
@@ -23,6 +27,12 @@ from keras_cnns.serving.verify_export import TEXT, check_schema
 from keras_cnns.tuning.space import SearchSpace
 
 SEARCH_FILE = "search.json"
+PROJECT = "trials"  # keras-tuner's project folder: oracle state, one trial_NN/ per trial
+# keras-tuner gives the TensorBoard callback passed to search() a folder per trial under it
+# and adds the HParams plugin's callback (Tuner._configure_tensorboard_dir).
+TENSORBOARD = "tensorboard"
+# Written by report.py; removed with --overwrite so that no stale result outlives its search.
+OUTPUT_FILES = ("best.json", "results.csv", "results.png")
 # What difference compares; an empty dict is any object.
 SEARCH_SCHEMA = {"tuner": TEXT, "space": {}, "config": {}}
 # The KERASTUNER_TUNER_ID of the process that serves the oracle (keras-tuner's documented id).
@@ -115,3 +125,43 @@ def difference(found, wanted) -> str:
         if theirs.get(key) != value:
             return f"{key} {theirs.get(key)!r} there, {value!r} here"
     return "different settings"
+
+
+def check_saved_trials(project: Path) -> None:
+    """Refuse, before anything is written, a saved search keras-tuner could not reload: its
+    reload parses these files unchecked (oracle.json, the tuner's own, every trial.json), so a
+    damaged one would end in a JSONDecodeError traceback."""
+    for path in [*sorted(project.glob("*.json")), *sorted(project.glob("trial_*/trial.json"))]:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            problem = f"is not valid JSON ({error})"
+        else:
+            if isinstance(state, dict):
+                continue
+            problem = "is not a JSON object"
+        raise ConfigError(f"The search in {project.parent} cannot be resumed: keras-tuner's "
+                          f"{path} {problem}; start over with --overwrite, or choose another "
+                          "--directory.")
+
+
+def claim_directory(directory: Path, config, space, tuner: str, overwrite: bool) -> None:
+    """Record what `directory` searches; refuse a different search there unless overwriting."""
+    path = directory / SEARCH_FILE
+    wanted = search_identity(config, space, tuner)
+    if overwrite:
+        for name in OUTPUT_FILES:
+            (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(directory / PROJECT, ignore_errors=True)
+        shutil.rmtree(directory / TENSORBOARD, ignore_errors=True)
+    elif path.exists():
+        found = recorded_identity(path)
+        if found != wanted:
+            raise ConfigError(
+                f"{directory} holds another search ({difference(found, wanted)}); "
+                "re-run its command to resume it, pass --overwrite to start over, "
+                "or choose another --directory."
+            )
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    files.write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
