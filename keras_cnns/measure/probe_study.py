@@ -9,8 +9,7 @@ time, from a preset.
 
 Every run goes through the project's trainer into `<output>/runs/`. A run whose config identity
 has a finished run directory there is read back, an unfinished one is continued by the
-trainer's own resume, as `keras_cnns.ablation.runs` does (measure/ may not import ablation/,
-so the few lines that find a finished run by identity are repeated here). Each measurement
+trainer's own resume, as `keras_cnns.ablation.runs` does. Each measurement
 is kept in `<output>/measurements.json` as soon as it is made and the results files are
 rewritten after every step, so a killed study continues where it stopped and leaves an
 up-to-date report behind.
@@ -99,15 +98,6 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.run_dir is not None
-
-
-def finished_run(config: RunConfig) -> Path | None:
-    """The newest finished run directory of `config`'s identity under `config.run_dir`."""
-    identity, found = config.identity(), []
-    for marker in Path(config.run_dir).glob(f"*/{run_dirs.IDENTITY_FILE}"):
-        if marker.read_text().strip() == identity and run_dirs.is_finished(marker.parent):
-            found.append(marker.parent)
-    return max(found, key=lambda path: path.name) if found else None
 
 
 def _read_run(run: Run, run_dir: Path) -> None:
@@ -256,7 +246,7 @@ def run_study(plan: Plan, *, overwrite: bool = False, verbose: int | str = 0,
                                        for config in cell.configs] for cell in plan.cells}
     for cell_runs in runs.values():
         for run in cell_runs:
-            done = finished_run(run.config)
+            done = run_dirs.find_finished(run.config, run.config.identity())
             if done is not None:
                 _read_run(run, done)
     probe_key = f"{images.count('train')}x{images.count('test')}@{info.fingerprint}"

@@ -43,6 +43,11 @@ def find_unfinished(config: RunConfig, identity: str) -> Path | None:
                    lambda run_dir: not is_finished(run_dir) and not is_diverged(run_dir))
 
 
+def find_finished(config: RunConfig, identity: str) -> Path | None:
+    """The newest finished run under `config.run_dir` of `identity`: a study reads it back."""
+    return _newest(config, identity, is_finished)
+
+
 def is_diverged(run_dir: Path) -> bool:
     return (run_dir / DIVERGED_FILE).exists()
 
