@@ -70,7 +70,7 @@ def chiefs_directory(lenet_search, tmp_path) -> Path:
     """A directory holding what a chief running `search()`'s command records."""
     directory = tmp_path / "shared"
     directory.mkdir()
-    shutil.copy(lenet_search.directory / tuning.search.SEARCH_FILE, directory)
+    shutil.copy(lenet_search.directory / tuning.search_record.SEARCH_FILE, directory)
     return directory
 
 
