@@ -61,8 +61,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="built-in grid: default (the seed's claims: every cell, the data-scale axis; the "
         "default), quick (the same on digits, 2 epochs, 1 seed, no data-scale axis), decade "
         "(AlexNet's recipe plus each later trick, on Fashion-MNIST), recipes-digits or "
-        "recipes-fashion (each model's default recipe against its goals), alexnet-digits-tries or "
-        "alexnet-fashion-tries (what was tried for AlexNet's goal on that data set)",
+        "recipes-fashion (each model's default recipe against its goals); the *-tries presets: "
+        "what was tried for a recipe goal",
     )
     which.add_argument("--grid", metavar="FILE", help="a grid JSON file of your own")
     parser.add_argument("--cells", metavar="A,B", type=comma_names("cell names"),
