@@ -121,7 +121,7 @@ def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone(
     bigger = {"image_size": 96, "mixed_precision": "bfloat16"}
     changes = {"alexnet": {}, "alexnet-erase": {"augment": "erase"},
                "alexnet-96-bf16": bigger, "alexnet-96-bf16-erase": {**bigger, "augment": "erase"},
-               "alexnet-96-bf16-40-epochs": {**bigger, "epochs": 40}}
+               "alexnet-96-bf16-erase-40-epochs": {**bigger, "augment": "erase", "epochs": 40}}
     assert list(cells) == list(changes)
     for name, change in changes.items():
         assert cells[name].config == dataclasses.replace(recipe, **change), name
@@ -129,7 +129,7 @@ def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone(
     assert {name: cell.compare_to for name, cell in cells.items() if cell.compare_to} == {
         "alexnet-erase": ("alexnet",), "alexnet-96-bf16": ("alexnet",),
         "alexnet-96-bf16-erase": ("alexnet-erase", "alexnet-96-bf16"),
-        "alexnet-96-bf16-40-epochs": ("alexnet-96-bf16",)}
+        "alexnet-96-bf16-erase-40-epochs": ("alexnet-96-bf16-erase",)}
 
 
 def test_command_line_choices_apply_to_every_cell():
