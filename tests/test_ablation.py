@@ -1,5 +1,6 @@
-"""Ablation: grid files, the runner's skip and failure bookkeeping, and
-`scripts/ablate.py --preset quick` end to end (the claim sentences: test_ablation_report.py)."""
+"""Ablation: grid files, the runner's skip and failure bookkeeping, and `scripts/ablate.py
+--preset quick` end to end (the built-in presets: test_ablation_presets.py; the claim
+sentences: test_ablation_report.py)."""
 
 import dataclasses
 import hashlib
@@ -28,110 +29,6 @@ def env() -> dict:
 
 
 # -- grids ----------------------------------------------------------------------------------
-def test_the_built_in_grids():
-    default = grid_lib.load_grid(grid_lib.preset_path("default"))
-    cells = {cell.name: cell for cell in default.cells}
-    classic = cells["lenet-classic"].config
-    assert (classic.model, classic.augment) == ("lenet", "none")
-    assert classic.model_kwargs == {"activation": "sigmoid", "pooling": "avg"}
-    assert cells["alexnet-sigmoid"].config.model_kwargs == {"activation": "sigmoid"}
-    assert cells["alexnet-no-dropout"].config.dropout == 0.0
-    assert cells["alexnet-no-augment"].config.augment == "none"
-    assert cells["alexnet"].config.augment != "none" and cells["alexnet"].config.dropout > 0
-    scale = {(c.data_scale_of, c.config.train_fraction) for c in default.cells if c.data_scale_of}
-    assert scale == {(base, f) for base in ("alexnet", "lenet-modern") for f in (0.05, 0.25)}
-    quick = grid_lib.load_grid(grid_lib.preset_path("quick"))
-    assert {c.config.epochs for c in quick.cells} == {2} and {c.seeds for c in quick.cells} == {1}
-    assert quick.datasets == ["digits"] and not any(c.data_scale_of for c in quick.cells)
-
-
-def test_the_decade_grid_adds_one_trick_per_cell_to_alexnets_recipe():
-    grid = grid_lib.load_grid(grid_lib.preset_path("decade"))
-    cells = {cell.name: cell for cell in grid.cells}
-    recipe = cells["alexnet"].config
-    assert grid.datasets == ["fashion_mnist"]
-    assert recipe == RunConfig(model="alexnet", dataset="fashion_mnist").resolve()
-    tricks = {
-        "alexnet-ema": {"ema_decay": 0.999},
-        "alexnet-clip": {"clip_norm": 1.0},
-        "alexnet-mixup": {"mixup_alpha": 0.2},
-        "alexnet-cutmix": {"cutmix_alpha": 1.0},
-        "alexnet-randaugment": {"augment": "randaugment"},
-        "alexnet-erase": {"augment": "erase"},
-        "alexnet-light-erase": {"erase_prob": 0.5},
-        "alexnet-all": {"ema_decay": 0.999, "clip_norm": 1.0, "mixup_alpha": 0.2,
-                        "cutmix_alpha": 1.0, "augment": "randaugment", "erase_prob": 0.5},
-        "alexnet-no-augment": {"augment": "none"},
-    }
-    assert list(cells) == ["alexnet", *tricks]
-    for name, change in tricks.items():  # the recipe, and only the trick changed
-        assert cells[name].config == dataclasses.replace(recipe, **change), name
-        assert cells[name].seeds == 3
-    assert {name: cell.compare_to for name, cell in cells.items() if cell.compare_to} == {
-        **{name: ("alexnet",) for name in tricks if name != "alexnet-no-augment"},
-        "alexnet-randaugment": ("alexnet", "alexnet-no-augment"),
-        "alexnet-erase": ("alexnet", "alexnet-no-augment"),
-        "alexnet-light-erase": ("alexnet", "alexnet-erase"),
-    }
-
-
-@pytest.mark.parametrize(("preset", "dataset"),
-                         [("recipes-digits", "digits"), ("recipes-fashion", "fashion_mnist")])
-def test_the_recipe_grids_run_each_models_plain_default(preset, dataset):
-    grid = grid_lib.load_grid(grid_lib.preset_path(preset))
-    cells = {cell.name: cell for cell in grid.cells}
-    assert list(cells) == ["lenet", "alexnet"] and grid.seed_budget_minutes == 0
-    for model, cell in cells.items():  # exactly what `train.py --model M` trains
-        assert cell.config == RunConfig(model=model, dataset=dataset).resolve()
-    goals = {name: (cell.seeds, cell.goal) for name, cell in cells.items()}
-    if preset == "recipes-digits":
-        assert goals == {"lenet": (5, grid_lib.Goal(0.97, "min", 40)),
-                         "alexnet": (3, grid_lib.Goal(0.99, "median"))}
-    else:
-        assert goals == {"lenet": (3, grid_lib.Goal(0.90, "median")),
-                         "alexnet": (3, grid_lib.Goal(0.93, "median"))}
-
-
-def test_the_alexnet_digits_tries_change_the_plain_recipe_by_their_flags_alone():
-    grid = grid_lib.load_grid(grid_lib.preset_path("alexnet-digits-tries"))
-    cells = {cell.name: cell for cell in grid.cells}
-    recipe = RunConfig(model="alexnet", dataset="digits").resolve()
-    changes = {"alexnet": {}, "alexnet-erase": {"augment": "erase"},
-               "alexnet-randaugment": {"augment": "randaugment"},
-               "alexnet-mixup": {"mixup_alpha": 0.2}, "alexnet-cutmix": {"cutmix_alpha": 1.0},
-               "alexnet-smoothing": {"label_smoothing": 0.1}, "alexnet-lr2e-3": {"lr": 0.002},
-               "alexnet-medium": {"augment": "medium"},
-               "alexnet-medium-smoothing": {"augment": "medium", "label_smoothing": 0.1},
-               "alexnet-sgd": {"optimizer": "sgd", "lr": 0.01}, "alexnet-30-epochs": {"epochs": 30},
-               "alexnet-medium-smoothing0.2": {"augment": "medium", "label_smoothing": 0.2},
-               "alexnet-medium-smoothing-erase": {"augment": "medium", "label_smoothing": 0.1,
-                                                  "erase_prob": 0.25},
-               "alexnet-strong-smoothing": {"augment": "strong", "label_smoothing": 0.1}}
-    assert list(cells) == list(changes)
-    for name, change in changes.items():
-        assert cells[name].config == dataclasses.replace(recipe, **change), name
-        assert cells[name].goal == grid_lib.Goal(0.99, "median")
-        assert cells[name].compare_to == (() if name == "alexnet" else ("alexnet",))
-
-
-def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone():
-    grid = grid_lib.load_grid(grid_lib.preset_path("alexnet-fashion-tries"))
-    cells = {cell.name: cell for cell in grid.cells}
-    recipe = RunConfig(model="alexnet", dataset="fashion_mnist").resolve()
-    bigger = {"image_size": 96, "mixed_precision": "bfloat16"}
-    changes = {"alexnet": {}, "alexnet-erase": {"augment": "erase"},
-               "alexnet-96-bf16": bigger, "alexnet-96-bf16-erase": {**bigger, "augment": "erase"},
-               "alexnet-96-bf16-erase-40-epochs": {**bigger, "augment": "erase", "epochs": 40}}
-    assert list(cells) == list(changes)
-    for name, change in changes.items():
-        assert cells[name].config == dataclasses.replace(recipe, **change), name
-        assert cells[name].goal == grid_lib.Goal(0.93, "median")
-    assert {name: cell.compare_to for name, cell in cells.items() if cell.compare_to} == {
-        "alexnet-erase": ("alexnet",), "alexnet-96-bf16": ("alexnet",),
-        "alexnet-96-bf16-erase": ("alexnet-erase", "alexnet-96-bf16"),
-        "alexnet-96-bf16-erase-40-epochs": ("alexnet-96-bf16-erase",)}
-
-
 def test_command_line_choices_apply_to_every_cell():
     grid = grid_lib.load_grid(
         grid_lib.preset_path("default"), overrides={"epochs": 3}, seeds=2,
