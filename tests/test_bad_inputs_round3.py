@@ -5,35 +5,19 @@ right), checked row by row as the first corpus is.
 A row id is either a table row somewhere in the tests (a `Case` of tests/test_bad_inputs.py or of
 this file, a parametrize id, an export row) or in `ROUND3_ELSEWHERE` with the test that covers it.
 The GOOD rows here run the command's `main(argv)` in this process and assert what
-tests/test_bad_inputs.py asserts; the OK rows assert exit 0 and the output the row expects. The
-fixtures are the ones `round3-fixtures/make_fixtures.py` and `make_checkpoints.py` write, made
-small here; rows that need a trained export use the one of tests/test_bad_inputs_export.py.
+tests/test_bad_inputs.py asserts. Their inputs are tests/round3_fixtures.py's; the rows that
+need a trained export are in tests/test_bad_inputs_round3_export.py.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import shlex
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from bad_inputs import (
-    ROOT,
-    assert_refused_writing_nothing,
-    damaged_copy,
-    edit_manifest,
-    run_case,
-    run_in_process,
-    snapshot,
-)
-from extras import require
-from PIL import Image
+from bad_inputs import ROOT, run_case
 from test_bad_inputs import Case
-from test_bad_inputs_export import export  # noqa: F401  (its trained export, a fixture here)
 
 ROUND3 = Path(os.environ.get("KERAS_CNNS_ROUND3",
                              ROOT.parent / "shared" / "reliability" / "round3.tsv"))
@@ -59,7 +43,7 @@ ROUND3_ELSEWHERE = {
                               "nothing, ENOSPC while the export is written",
     "F3_diskfull_tflite": "tests/test_tflite.py::test_float_file_is_recorded_and_hashed, the "
                           "export train --tflite writes when the disk holds it",
-    "PR_badpng_dir": "tests/test_bad_inputs_round3.py::"
+    "PR_badpng_dir": "tests/test_bad_inputs_round3_export.py::"
                      "test_round3_a_folder_with_one_unreadable_image_classifies_the_rest, one "
                      "line names the unreadable file, exit 1, the readable one is classified",
     "CF_strategy_null": "tests/test_bad_inputs_round3.py::"
@@ -81,135 +65,6 @@ ROUND3_ELSEWHERE = {
 
 # Rows no test covers yet (see the lead's report); each must leave this list once one does.
 ROUND3_OPEN: dict[str, str] = {}
-
-# -- fixtures: the round-3 inputs, small -----------------------------------------------------------
-CONFIGS = {  # round3-fixtures/cfg, as they were
-    "bs_float": '{"model": "lenet", "epochs": 1, "batch_size": 12.5}',
-    "dataset_int": '{"model": "lenet", "epochs": 1, "dataset": 5}',
-    "det_str": '{"model": "lenet", "epochs": 1, "deterministic": "yes"}',
-    "dup_keys": '{"model":"lenet","epochs":1,"epochs":0}',
-    "epochs_true": '{"model": "lenet", "epochs": true}',
-    "kw_nested": '{"model": "lenet", "epochs": 1, "model_kwargs": {"activation": {"a": 1}}}',
-    "lr_list": '{"model": "lenet", "epochs": 1, "lr": [0.1]}',
-    "mp_bool": '{"model": "lenet", "epochs": 1, "mixed_precision": true}',
-    "nan_mom": '{"model":"lenet","epochs":1,"momentum":NaN}',
-    "output_int": '{"model": "lenet", "epochs": 1, "output": 5}',
-    "resume_int": '{"model": "lenet", "epochs": 1, "resume": 7}',
-    "strategy_null": '{"model": "lenet", "epochs": 1, "strategy": null}',
-    "tf_str": '{"model": "lenet", "epochs": 1, "train_fraction": "0.5"}',
-    "ws_neg_bs": '{"model": "lenet", "epochs": 1, "batch_shards": -2}',
-}
-GRIDS = {  # round3-fixtures/grid, as they were
-    "cells_obj": '{"name": "g5", "cells": {"a": {"model": "lenet"}}}',
-    "defaults_list": '{"name": "g6", "defaults": [1], "cells": [{"name": "a", "model": "lenet"}]}',
-    "dup": '{"name": "g8", "cells": [{"name": "a", "model": "lenet"}, '
-           '{"name": "a", "model": "alexnet"}]}',
-    "epochs_str": '{"name": "g7", "defaults": {"epochs": "2"}, '
-                  '"cells": [{"name": "a", "model": "lenet"}]}',
-    "seedstrue": '{"name": "g3", "seeds": true, "cells": [{"name": "a", "model": "lenet"}]}',
-}
-SEARCHES = {  # search.json of a --directory that holds another (or an unreadable) search
-    "s_list": "[1, 2]",
-    "s_badjson": '{"tuner": "random",',
-    "s_nocfg": '{"tuner": "random", "space": {}}',
-    "s_tuner_int": '{"tuner": 5, "space": {}, "config": {}}',
-    "s_space_str": '{"tuner": "random", "space": "abc", "config": {}}',
-    "s_lenet": '{"tuner": "random", "space": {}, "config": {"model": "lenet"}}',
-}
-# trials/ of a --directory whose keras-tuner state is damaged (the round's fixture was not
-# recorded): a cut oracle.json, or a cut trial.json beside a sound oracle. keras-tuner reloads
-# only where its tuner file (tuner0.json) is.
-TUNER_STATES = {
-    "s_oracle_bad": {"oracle.json": '{"ongoing_trials": {}, "tried_so_far": [',
-                     "tuner0.json": "{}"},
-    "s_trial_bad": {"oracle.json": "{}", "tuner0.json": "{}",
-                    "trial_0/trial.json": '{"trial_id": "0", "hyperparameters": '},
-}
-
-
-def _grey(path: Path, size=(8, 8), value=9, mode="L", **save) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, value).save(path, **save)
-
-
-def write_round3_fixtures(fx: Path) -> Path:
-    """The configs, grids, searches, images and folders of round3.tsv under `fx`."""
-    for folder, files in (("cfg", CONFIGS), ("grid", GRIDS)):
-        (fx / folder).mkdir(parents=True)
-        for name, text in files.items():
-            (fx / folder / f"{name}.json").write_text(text)
-    for name, text in SEARCHES.items():
-        (fx / name).mkdir()
-        (fx / name / "search.json").write_text(text)
-    for name, state in TUNER_STATES.items():
-        for relative, text in state.items():
-            (fx / name / "trials" / relative).parent.mkdir(parents=True, exist_ok=True)
-            (fx / name / "trials" / relative).write_text(text)
-    img = fx / "img"
-    _grey(img / "one.png", (1, 1), 128)
-    _grey(img / "wide.png", (100000, 1), 128)
-    _grey(img / "tall.png", (1, 60000), 128)
-    _grey(img / "cmyk.jpg", (16, 16), (0, 50, 100, 0), "CMYK")
-    _grey(img / "g16.png", (16, 16), 40000, "I;16")
-    _grey(img / "pal.png", (16, 16), 3, "P")
-    _grey(img / "la.png", (16, 16), (100, 0), "LA")
-    _grey(img / "realjpeg.png", (20, 20), 200, format="JPEG")
-    (img / "script.png").write_text("#!/bin/sh\necho hi\n")
-    _grey(img / "[1].png")
-    _grey(fx / "loopdir" / "sub" / "a.png")
-    os.symlink(fx / "loopdir", fx / "loopdir" / "sub" / "loop")
-    _grey(fx / "badpng_dir" / "ok.png")
-    (fx / "badpng_dir" / "x.png").write_text("not a png")
-    (fx / "emptydir").mkdir()
-    os.symlink("/nonexistent/x.png", fx / "img_dangling.png")
-    _grey(fx / "cls" / "cat" / "a.png")
-    _grey(fx / "cls" / "3" / "a.png")
-    (fx / "names.txt").write_text("".join(f"{n}\n" for n in range(10)))
-    (fx / "names2.txt").write_text("a\nb\n")
-    np.savez(fx / "strlabels.npz", images=np.zeros((10, 16, 16, 1), np.uint8),
-             labels=np.array(["a"] * 10))
-    return fx
-
-
-def write_checkpoints(pt: Path) -> Path:
-    """round3-fixtures/make_checkpoints.py: PyTorch checkpoints and their sidecar files."""
-    require("torch")  # skips without the extra, fails under CI
-    import torch
-
-    from keras_cnns.reference import build_reference
-
-    pt.mkdir()
-    torch.save([1, 2, 3], pt / "list.pt")
-    torch.save(torch.zeros(3), pt / "tensor.pt")
-    torch.save({"a": 1, "b": "x"}, pt / "dict_nontensor.pt")
-    torch.save({"state_dict": {"conv1.weight": [1, 2]}}, pt / "wrapped_lists.pt")
-    torch.save(build_reference("alexnet2012", input_shape=(224, 224, 3),
-                               num_classes=5).state_dict(), pt / "tv5.pt")
-    lenet = build_reference("lenet", input_shape=(28, 28, 1), num_classes=10).state_dict()
-
-    def spec(name, shape):
-        return json.dumps({"reference": {"name": name, "input_shape": shape, "num_classes": 10,
-                                         "options": {}}})
-
-    for name, sidecar in [("badside", "{oops"), ("resnet", spec("resnet", [28, 28, 1])),
-                          ("shape0", spec("lenet", [0, 0, 1])), ("ok", None)]:
-        torch.save(lenet, pt / f"lenet_{name}.pt")
-        if sidecar:
-            (pt / f"lenet_{name}.json").write_text(sidecar)
-    torch.save({k: v.clone().fill_(float("nan")) for k, v in lenet.items()}, pt / "lenet_nan.pt")
-    (pt / "zero.pt").write_bytes(b"")
-    return pt
-
-
-@pytest.fixture(scope="module")
-def fixtures(tmp_path_factory):
-    return write_round3_fixtures(tmp_path_factory.mktemp("round3-fixtures"))
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return write_checkpoints(tmp_path_factory.mktemp("round3-pt") / "pt")
-
 
 # -- GOOD rows without a trained export ------------------------------------------------------------
 TRAIN = "--model lenet --epochs 1 --run-dir {tmp}/runs --output {tmp}/out "
@@ -389,45 +244,28 @@ CHECKPOINT_CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_round3_bad_input_ends_in_one_sentence(case, fixtures, tmp_path, capsys, monkeypatch):
+def test_round3_bad_input_ends_in_one_sentence(case, round3_inputs, tmp_path, capsys, monkeypatch):
     def fill(text):
-        return text.format(tmp=tmp_path, fx=fixtures)
+        return text.format(tmp=tmp_path, fx=round3_inputs)
 
-    run_case(case, fill, tmp_path, [fixtures], capsys, monkeypatch)
+    run_case(case, fill, tmp_path, [round3_inputs], capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=[case.id for case in CHECKPOINT_CASES])
-def test_round3_bad_checkpoint_ends_in_one_sentence(case, checkpoints, tmp_path, capsys,
+def test_round3_bad_checkpoint_ends_in_one_sentence(case, round3_checkpoints, tmp_path, capsys,
                                                     monkeypatch):
     def fill(text):
-        return text.format(tmp=tmp_path, pt=checkpoints)
+        return text.format(tmp=tmp_path, pt=round3_checkpoints)
 
-    run_case(case, fill, tmp_path, [checkpoints], capsys, monkeypatch)
-
-
-
-@pytest.mark.slow
-def test_round3_a_folder_with_one_unreadable_image_classifies_the_rest(  # PR_badpng_dir
-        request, fixtures, tmp_path, capsys):
-    """An unreadable .png costs only itself: one line names it, exit 1, and the JSON holds the
-    readable image."""
-    trained = request.getfixturevalue("export")
-    output = tmp_path / "o.json"
-    argv = [str(trained), str(fixtures / "badpng_dir"), "--format", "json", "--output",
-            str(output)]
-    code, _, err = run_in_process("predict", argv, capsys)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1 and "Traceback" not in err, err
-    assert len(lines) == 1 and "x.png" in lines[0], err
-    paths = [row["path"] for row in json.loads(output.read_text())["predictions"]]
-    assert paths == [str(fixtures / "badpng_dir" / "ok.png")]
+    run_case(case, fill, tmp_path, [round3_checkpoints], capsys, monkeypatch)
 
 
-def test_round3_a_null_strategy_in_a_config_file_is_the_default(fixtures, capsys):
+
+def test_round3_a_null_strategy_in_a_config_file_is_the_default(round3_inputs, capsys):
     """CF_strategy_null: `"strategy": null` is the field left out, not an error."""
     from keras_cnns.commands.flags import parse_config
 
-    config, _ = parse_config(["--config", str(fixtures / "cfg" / "strategy_null.json"),
+    config, _ = parse_config(["--config", str(round3_inputs / "cfg" / "strategy_null.json"),
                               "--warmup-epochs", "0"], prog="train.py")
     assert config.strategy in (None, "auto") and config.model == "lenet"
     assert capsys.readouterr().err == ""
@@ -454,6 +292,7 @@ def test_round3_a_best_json_retrains_for_one_epoch(row, flags, tmp_path, capsys)
 
 # -- the accounting -----------------------------------------------------------------------------
 TEST_MODULES = ["test_bad_inputs", "test_bad_inputs_export", "test_bad_inputs_round3",
+                "test_bad_inputs_round3_export",
                 "test_predict", "test_convert", "test_manifest_schema", "test_tflite"]
 
 
@@ -517,143 +356,3 @@ def test_every_round3_row_is_accounted_for():
     covered = table_ids() | set(elsewhere)
     assert sorted(set(ROUND3_OPEN) & covered) == []  # covered now: take it off ROUND3_OPEN
     assert sorted(set(corpus) - covered - set(ROUND3_OPEN)) == []
-
-
-# -- rows on a trained export (slow: one small export, then a copy per row) ----------------------
-def _set(section: str, key: str | None, value):
-    def change(manifest):
-        if key is None:
-            manifest[section] = value
-        elif key == "<first>":
-            manifest[section][next(iter(manifest[section]))] = value
-        else:
-            manifest[section][key] = value
-    return lambda e: edit_manifest(e, change)
-
-
-def _golden_indices(e: Path) -> None:
-    edit_manifest(e, lambda m: m["golden"].update(
-        indices=[10**12] * len(m["golden"]["indices"])))
-
-
-def _string_labels(e: Path) -> None:
-    with np.load(e / "test_set.npz") as arrays:
-        images = arrays["images"]
-    np.savez(e.parent / "strlabels.npz", images=images, labels=np.array(["a"] * len(images)))
-
-
-def _as_dot_keras(e: Path) -> None:
-    shutil.copy(e / "model.keras", e.parent / "e.keras")
-
-
-def _no_tflite_yet(e: Path) -> None:
-    (e / "model.tflite").write_bytes(b"")
-
-
-def _nothing(e: Path) -> None:
-    return None
-
-
-FORMATS = "is not a PNG, JPEG, GIF or BMP file"
-EXPORT_DATA = "{e} --to export --class-names {fx}/"
-# id: (script, args ({e} the damaged copy, {tmp} its folder, {fx} the fixtures), exit status,
-# what the one stderr line says, the damage done to the copy before the run)
-EXPORT_CASES = {
-    "PR_script_png": ("predict", "{e} {fx}/img/script.png", 1, f"script.png {FORMATS}", _nothing),
-    "PR_input_devnull": ("predict", "{e} /dev/zero", 1, f"Image /dev/zero {FORMATS}", _nothing),
-    "PR_emptydir": ("predict", "{e} {fx}/emptydir --output {tmp}/o.csv --format csv", 1,
-                    "emptydir holds no PNG, JPEG, GIF or BMP images", _nothing),
-    "PR_glob_none": ("predict", "{e} '{fx}/img/*.nothing'", 1,
-                     "matches no PNG, JPEG, GIF or BMP images", _nothing),
-    "PR_dangling": ("predict", "{e} {fx}/img_dangling.png", 1,
-                    "img_dangling.png does not exist", _nothing),
-    "PR_out_dir": ("predict", "{e} {fx}/img/one.png --output {fx}/emptydir --overwrite", 2,
-                   "emptydir is a folder; give a file name", _nothing),
-    "PR_out_nodir": ("predict", "{e} {fx}/img/one.png --output {tmp}/gone/o.csv --format csv", 2,
-                     "The folder of --output {tmp}/gone/o.csv does not exist", _nothing),
-    "PR_after_verify_classes": ("predict", "{e} {fx}/img/one.png", 1,
-                                "dataset.class_names must be a list of class names",
-                                _set("dataset", "class_names", 10)),
-    "PR_after_verify_preproc": ("predict", "{e} {fx}/img/one.png", 1,
-                                "The manifest's preprocessing must be an object, got [1, 2].",
-                                _set("preprocessing", None, [1, 2])),
-    "PR_meannan_export": ("predict", "{e} {fx}/img/one.png", 1,
-                          "preprocessing.mean must be a non-empty list of numbers, got [nan]",
-                          _set("preprocessing", "mean", [float("nan")])),
-    "V2_m_fileslist": ("verify", "{e}", 1, "The manifest's files must be an object, got [",
-                       lambda e: edit_manifest(e, lambda m: m.update(files=list(m["files"])))),
-    "V2_m_goldenstr": ("verify", "{e}", 1, "The manifest's golden must be an object, got 'abc'.",
-                       _set("golden", None, "abc")),
-    "V2_m_accstr": ("verify", "{e}", 1,
-                    "metrics.test_accuracy must be a number in [0, 1], got '0.1003'.",
-                    _set("metrics", "test_accuracy", "0.1003")),
-    "V2_m_files_nullhash": ("verify", "{e}", 1, "must be a sha256 (64 hex digits), got None.",
-                            _set("files", "<first>", None)),
-    "V2_m_golden_idx_big": ("verify", "{e}", 1, "test index 1000000000000", _golden_indices),
-    "V2_data_strlabels": ("verify", "{e} --data {tmp}/strlabels.npz", 1,
-                          "(labels is <U1, not an integer type)", _string_labels),
-    "V2_data_dir": ("verify", "{e} --data {fx}/emptydir", 1,
-                    "emptydir is not an .npz with images and labels", _nothing),
-    "EV2_folder_cls": ("evaluate", "{e} --dataset folder --data-dir {fx}/cls --confusion "
-                       "{tmp}/o.png", 1, "is empty", _nothing),
-    "CV2_tflite_keras": ("convert", "{tmp}/e.keras --to tflite", 2,
-                         "--to tflite takes an export directory", _as_dot_keras),
-    "CV2_tflite_exists": ("convert", "{e} --to tflite", 1, "already has model.tflite",
-                          _no_tflite_yet),
-    "CV2_export_std0": ("convert", EXPORT_DATA + "names.txt --mean 0.5 --std 0 --output {tmp}/o",
-                        2, "--std must be a finite number above 0 and at most 1, got 0", _nothing),
-    "CV2_export_cn_count": ("convert", EXPORT_DATA + "names2.txt --mean 0.5 --std 0.2 --output "
-                            "{tmp}/o", 1, "10 outputs but 2 class names", _nothing),
-    "CV2_tflite_tamper": ("convert", "{e} --to tflite", 1,  # OK at 8f6d44f; the schema now refuses
-                          "The manifest's config must be an object, got None.",
-                          _set("config", None, None)),
-    "CV2_export_mean2": ("convert", EXPORT_DATA + "names.txt --mean 0.5 0.5 --std 0.2 0.2 "
-                         "--output {tmp}/o", 1, "mean and std need 1 or 3 values each", _nothing),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("row", sorted(EXPORT_CASES))
-def test_round3_bad_export_row_ends_in_one_sentence(row, request, fixtures, tmp_path, capsys,
-                                                    monkeypatch):
-    trained = request.getfixturevalue("export")  # tests/test_bad_inputs_export.py's
-    name, args, status, says, damage = EXPORT_CASES[row]
-    copy = damaged_copy(trained, damage, tmp_path, monkeypatch)
-    fill = {"e": copy, "tmp": tmp_path, "fx": fixtures}
-    assert_refused_writing_nothing(name, shlex.split(args.format(**fill)), status,
-                                   says.format(**fill), [tmp_path, fixtures, trained], capsys)
-
-
-# OK rows: a valid input, handled right. id: (script, args, what stdout holds)
-VALID_CASES = {
-    "PR_1x1": ("predict", "{e} {fx}/img/one.png", ["one.png"]),
-    "PR_wide": ("predict", "{e} {fx}/img/wide.png", ["wide.png"]),
-    "PR_tall": ("predict", "{e} {fx}/img/tall.png", ["tall.png"]),
-    "PR_cmyk": ("predict", "{e} {fx}/img/cmyk.jpg", ["cmyk.jpg"]),
-    "PR_g16_pal_la": ("predict", "{e} {fx}/img/g16.png {fx}/img/pal.png {fx}/img/la.png",
-                      ["g16.png", "pal.png", "la.png"]),
-    "PR_jpeg_named_png": ("predict", "{e} {fx}/img/realjpeg.png", ["realjpeg.png"]),
-    "PR_loopdir": ("predict", "{e} {fx}/loopdir", ["a.png"]),
-    "PR_glob_bracket": ("predict", "{e} '{fx}/img/[1].png'", ["[1].png"]),
-    "PR_cls_folder": ("predict", "{e} {fx}/cls --format csv", ["cat/a.png", "3/a.png"]),
-    "EV2_split_val": ("evaluate", "{e} --split validation --confusion {tmp}/o.png", ["o.png"]),
-    "EV2_synthetic": ("evaluate", "{e} --dataset synthetic --confusion {tmp}/o.png", ["o.png"]),
-    "TL_no_tflite": ("tflite_latency", "{e} --repeats 3", ["TFLite float32", "TFLite int8"]),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("row", sorted(VALID_CASES))
-def test_round3_valid_input_on_an_export_is_handled(row, request, fixtures, tmp_path, capsys,
-                                                    monkeypatch):
-    trained = request.getfixturevalue("export")  # tests/test_bad_inputs_export.py's
-    name, args, shows = VALID_CASES[row]
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    before = snapshot(fixtures, trained)
-    fill = {"e": trained, "tmp": tmp_path, "fx": fixtures}
-    code, out, err = run_in_process(name, shlex.split(args.format(**fill)), capsys)
-    assert code == 0, err
-    assert "Traceback" not in err and "error" not in err, err
-    assert all(text in out for text in shows), out
-    assert snapshot(fixtures, trained) == before
