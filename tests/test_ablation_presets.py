@@ -104,9 +104,11 @@ def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone(
     cells = cells_changing_the_recipe("alexnet-fashion-tries", "fashion_mnist", {
         "alexnet": {}, "alexnet-erase": {"augment": "erase"},
         "alexnet-96-bf16": bigger, "alexnet-96-bf16-erase": {**bigger, "augment": "erase"},
-        "alexnet-96-bf16-erase-40-epochs": {**bigger, "augment": "erase", "epochs": 40}})
+        "alexnet-96-bf16-erase-40-epochs": {**bigger, "augment": "erase", "epochs": 40},
+        "alexnet-128-bf16-erase": {**bigger, "image_size": 128, "augment": "erase"}})
     assert {cell.goal for cell in cells.values()} == {grid_lib.Goal(0.93, "median")}
     assert comparisons(cells) == {
         "alexnet-erase": ("alexnet",), "alexnet-96-bf16": ("alexnet",),
         "alexnet-96-bf16-erase": ("alexnet-erase", "alexnet-96-bf16"),
-        "alexnet-96-bf16-erase-40-epochs": ("alexnet-96-bf16-erase",)}
+        "alexnet-96-bf16-erase-40-epochs": ("alexnet-96-bf16-erase",),
+        "alexnet-128-bf16-erase": ("alexnet-96-bf16-erase",)}
