@@ -110,8 +110,8 @@ def test_missing_cells_are_said_not_guessed(cells):
         cells["alexnet-no-augment"], test_accuracy=None, runs=0
     )
     _, _, dropout, augment, _, _ = sentences(cells)
-    assert dropout == ("Dropout: not measured (this report has no cell 'alexnet-no-dropout': the "
-                       "grid lacks it, or --cells left it out).")
+    assert dropout == ("Dropout: not measured (no cell 'alexnet-no-dropout': not in the grid, or "
+                       "not in --cells).")
     assert augment == (
         "Augmentation: not measured yet (cell 'alexnet-no-augment' has no finished run)."
     )

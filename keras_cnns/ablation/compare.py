@@ -71,8 +71,7 @@ def missing_sentence(cells: dict[str, CellSummary], names: list[str], what: str)
     """None when every cell in `names` has a result, else a sentence saying which has none."""
     for name in names:
         if name not in cells:
-            return (f"{what}: not measured (this report has no cell {name!r}: the grid lacks "
-                    "it, or --cells left it out).")
+            return f"{what}: not measured (no cell {name!r}: not in the grid, or not in --cells)."
         if not cells[name].measured:
             if cells[name].failed:
                 return f"{what}: not measured (cell {name!r} failed: {cells[name].failed[0]})."
