@@ -2,18 +2,24 @@
 by the flags its note names, and nothing else (the runner itself: test_ablation.py)."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
 from keras_cnns.ablation import grid as grid_lib
 from keras_cnns.config import RunConfig
 
+BENCHMARKS = Path(__file__).parent.parent / "docs" / "benchmarks"
+EARLIER_ALL_CELL = ("decade-fashion-mnist-3ep.json", "alexnet-all")
 
-def cells_changing_the_recipe(preset: str, dataset: str, changes: dict) -> dict:
-    """The preset's cells by name, each checked to be AlexNet's `dataset` recipe plus its change."""
+
+def cells_changing_the_recipe(preset: str, dataset: str, changes: dict, **as_tried) -> dict:
+    """The preset's cells by name, each checked to be AlexNet's `dataset` recipe (with the
+    `as_tried` values the grid pins: the recipe it changed, since replaced) plus its change."""
     grid = grid_lib.load_grid(grid_lib.preset_path(preset))
     cells = {cell.name: cell for cell in grid.cells}
-    recipe = RunConfig(model="alexnet", dataset=dataset).resolve()
+    recipe = RunConfig(model="alexnet", dataset=dataset, **as_tried).resolve()
     assert list(cells) == list(changes)
     for name, change in changes.items():
         assert cells[name].config == dataclasses.replace(recipe, **change), name
@@ -94,7 +100,8 @@ def test_the_alexnet_digits_tries_change_the_plain_recipe_by_their_flags_alone()
         "alexnet-medium-smoothing0.2": {"augment": "medium", "label_smoothing": 0.2},
         "alexnet-medium-smoothing-erase": {"augment": "medium", "label_smoothing": 0.1,
                                            "erase_prob": 0.25},
-        "alexnet-strong-smoothing": {"augment": "strong", "label_smoothing": 0.1}})
+        "alexnet-strong-smoothing": {"augment": "strong", "label_smoothing": 0.1}},
+        augment="light", label_smoothing=0.0)
     assert {cell.goal for cell in cells.values()} == {grid_lib.Goal(0.99, "median")}
     assert comparisons(cells) == {name: ("alexnet",) for name in cells if name != "alexnet"}
 
@@ -112,3 +119,23 @@ def test_the_alexnet_fashion_tries_change_the_plain_recipe_by_their_flags_alone(
         "alexnet-96-bf16-erase": ("alexnet-erase", "alexnet-96-bf16"),
         "alexnet-96-bf16-erase-40-epochs": ("alexnet-96-bf16-erase",),
         "alexnet-128-bf16-erase": ("alexnet-96-bf16-erase",)}
+
+
+@pytest.mark.parametrize("stored", sorted(
+    path.name for path in BENCHMARKS.glob("*.json") if '"grid": ' in path.read_text()))
+def test_a_stored_grid_report_is_what_its_preset_runs_now(stored):
+    """A report in docs/benchmarks was measured by `ablate --preset NAME`: every run in it must
+    be the config that preset gives its cell today, so a recipe changed later leaves the docs'
+    figures reproducible (a grid pins in `defaults` the recipe its cells change)."""
+    report = json.loads((BENCHMARKS / stored).read_text())
+    runs = report["runs"]
+    command_line = {"data_dir": runs[0]["config"]["data_dir"]}
+    if "This command set, in every cell: epochs=" in report["description"]:
+        command_line["epochs"] = runs[0]["config"]["epochs"]
+    grid = grid_lib.load_grid(grid_lib.preset_path(report["grid"]), overrides=command_line)
+    for run in runs:
+        # The docs say this report ran before `alexnet-all` erased too (--erase-prob).
+        before = {"erase_prob": None} if (stored, run["cell"]) == EARLIER_ALL_CELL else {}
+        measured = RunConfig.from_dict(run["config"])
+        now = dataclasses.replace(grid.cell(run["cell"]).config, seed=run["seed"], **before)
+        assert now == dataclasses.replace(measured, run_dir=now.run_dir), run["cell"]
