@@ -355,3 +355,24 @@ def test_bad_flags_are_one_sentence_and_write_nothing(argv, code, says, tmp_path
     if "--output" not in argv:
         argv += ["--output", str(tmp_path / "out")]
     assert_refused_writing_nothing("probe", argv, code, says, [tmp_path], capsys)
+
+
+def test_the_stored_fashion_study_is_what_the_default_preset_runs_now():
+    """`keras-cnns probe --dataset fashion_mnist` must still train the cells of the stored
+    study in docs/benchmarks, at their input size, whatever the models' recipes became."""
+    from pathlib import Path
+
+    from keras_cnns.measure.probe_plan import load_plan
+
+    stored = json.loads((Path(__file__).parent.parent / "docs" / "benchmarks" /
+                         "probes-fashion-mnist.json").read_text())
+    plan = load_plan("default", dataset="fashion_mnist", data_dir=None, output=Path("unused"))
+    for model in stored["models"]:
+        cells = [cell for cell in plan.cells if cell.model == model["model"]]
+        assert [cell.label for cell in cells] == [cell["label"] for cell in model["cells"]]
+        for cell, measured in zip(cells, model["cells"], strict=True):
+            config = cell.configs[0]
+            assert [config.image_size, config.image_size] == model["input"][:2]
+            assert (config.augment, config.epochs, len(cell.configs)) == (
+                measured["augment"], measured["epochs"], len(measured["runs"]))
+            assert config.mixed_precision == "off", cell.label

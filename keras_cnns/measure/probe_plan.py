@@ -21,7 +21,9 @@ PRESET_DIR = Path(str(resources.files("keras_cnns.measure") / "probe_presets"))
 PRESETS = ("default", "quick")
 RECIPE = "recipe"
 _PRESET_KEYS = ("description", "models", "schedule", "variants", "probe_images")
-_MODEL_KEYS = ("seeds", "epochs", "train_fraction")
+# Besides its seeds and schedule, a model may pin recipe fields: the recipe the stored study
+# measured, where the data set's recipe has moved since (AlexNet's on Fashion-MNIST).
+_MODEL_KEYS = ("seeds", "epochs", "train_fraction", "image_size", "augment", "mixed_precision")
 
 
 @dataclasses.dataclass(frozen=True)
