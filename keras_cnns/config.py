@@ -32,7 +32,7 @@ LATER_FIELDS_OFF = {"ema_decay": None, "clip_norm": None, "filter_images": False
 # Fields that a model's recipe may set and that are off where it does not: `resolve()` fills
 # them with these values, so a resolved config (and its identity) is what it was before a
 # recipe could set them.
-OFF_UNLESS_RECIPE = {"label_smoothing": 0.0}
+OFF_UNLESS_RECIPE = {"label_smoothing": 0.0, "mixed_precision": "off"}
 # A cap that no real run reaches (LeNet's recipe is 40, AlexNet's 20) but that stops a typo such
 # as 1000000000000 from running for ever.
 MAX_EPOCHS = 100_000
@@ -102,7 +102,7 @@ class RunConfig:
     train_fraction: float = 1.0
     seed: int = 0
     deterministic: bool = False
-    mixed_precision: str = "off"
+    mixed_precision: str | None = None  # None: the recipe's, else "off" (`OFF_UNLESS_RECIPE`)
     # XLA made fit 1.4x (AlexNet@96) to 1.7x (LeNet@28) slower on the CPU (docs/BENCHMARKS.md).
     jit_compile: bool = False
     steps_per_execution: int = 0

@@ -45,6 +45,17 @@ def test_label_smoothing_comes_from_the_recipe_else_zero_and_yields_to_the_flag(
     assert "alexnet: 0.0 (digits: 0.2)" in " ".join(build_parser().format_help().split())
 
 
+def test_mixed_precision_comes_from_the_recipe_else_off_and_yields_to_the_flag():
+    fashion = RunConfig(model="alexnet", dataset="fashion_mnist").resolve()
+    assert (fashion.mixed_precision, fashion.image_size, fashion.augment) == (
+        "auto", 128, "erase")
+    assert RunConfig(model="alexnet", dataset="digits").resolve().mixed_precision == "off"
+    assert RunConfig(model="lenet", dataset="fashion_mnist").resolve().mixed_precision == "off"
+    flag = RunConfig(model="alexnet", dataset="fashion_mnist", mixed_precision="off").resolve()
+    assert flag.mixed_precision == "off" and flag.is_resolved()
+    assert "alexnet: off (fashion_mnist: auto)" in " ".join(build_parser().format_help().split())
+
+
 def test_json_round_trip(tmp_path):
     config = RunConfig(model="lenet", lr=0.01, model_kwargs={"activation": "relu"}).resolve()
     path = tmp_path / "run.json"
@@ -74,12 +85,13 @@ def test_identity_of_a_fixed_config_never_changes():
     config = RunConfig(model="lenet", dataset="synthetic", image_size=16, epochs=2,
                        batch_size=32, optimizer="sgd", lr=0.1, warmup_epochs=0.0,
                        weight_decay=0.0, augment="none", dropout=0.1, width=0.5,
-                       label_smoothing=0.0, model_kwargs={"activation": "relu"})
+                       label_smoothing=0.0, mixed_precision="off",
+                       model_kwargs={"activation": "relu"})
     assert config.identity() == "e9fd6f7f3ddee86d"
-    # A recipe may set label smoothing; where none does, the resolved config holds the 0 that
-    # every config held before, so runs from before still resume.
+    # A recipe may set label smoothing and mixed precision; where none does, the resolved
+    # config holds the 0 and "off" that every config held before, so runs from before resume.
     resolved = RunConfig(model="lenet", dataset="synthetic").resolve()
-    assert resolved == dataclasses.replace(resolved, label_smoothing=0.0)
+    assert resolved == dataclasses.replace(resolved, label_smoothing=0.0, mixed_precision="off")
 
 
 def test_resolved_means_resolve_has_nothing_left_to_fill():
@@ -182,7 +194,8 @@ def test_every_field_has_a_flag_with_its_default_in_help():
         assert "--" + field.name.replace("_", "-") in text
     flat = " ".join(text.split())
     recipe = flat[flat.index("--image-size"):].split("(default: from the model's recipe (")[1]
-    assert "alexnet: 64" in recipe.split(")")[0] and "lenet: 28" in recipe.split(")")[0]
+    image_sizes = recipe.split("--epochs")[0]
+    assert "alexnet: 64 (fashion_mnist: 128)" in image_sizes and "lenet: 28" in image_sizes
     augment = flat[flat.rindex("--augment AUGMENT"):].split("(default")[0]
     assert all(policy in augment for policy in ("none", "light", "medium", "strong"))
 

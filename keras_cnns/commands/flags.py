@@ -84,6 +84,7 @@ _RECIPE_FIELDS = (
     "weight_decay",
     "augment",
     "label_smoothing",
+    "mixed_precision",
     "dropout",
     "width",
 )

@@ -151,7 +151,13 @@ register_model(
         # On the 1,259 training digits small rotations and zooms with label smoothing 0.2 gave
         # 0.992-0.997 at seeds 0-2, where the recipe's shifts alone gave 0.978-0.992
         # (docs/BENCHMARKS.md, "Recipe goals").
-        dataset_recipes=frozen(digits=frozen(augment="medium", label_smoothing=0.2)),
+        # On Fashion-MNIST a 128 px input (a 3x3 last feature map) with random erasing, in
+        # bfloat16 where the CPU has it (AMX: 145 ms a step, against about twice that at 96 px
+        # in float32), met the 0.930 goal at the median of 3 seeds (docs/BENCHMARKS.md).
+        dataset_recipes=frozen(
+            digits=frozen(augment="medium", label_smoothing=0.2),
+            fashion_mnist=frozen(image_size=128, augment="erase", mixed_precision="auto"),
+        ),
         reference=(
             "Krizhevsky, Sutskever and Hinton, 'ImageNet Classification with Deep "
             "Convolutional Neural Networks', NeurIPS 2012; the single-tower variant of "
