@@ -160,6 +160,8 @@ def write_fixtures(fx: Path) -> Path:
     for name, values in GRIDS.items():
         (fx / "grid" / f"{name}.json").write_text(json.dumps(values))  # NaN as JSON's NaN
     (fx / "names_dup.txt").write_text("a\n" * 10)
+    (fx / "results_bad.json").write_text(json.dumps(
+        {"runs": [{"status": "finished", "config": {}, "test_accuracy": 1.5}]}))
     (fx / "space").mkdir()
     for name, values in SPACES.items():
         (fx / "space" / f"{name}.json").write_text(json.dumps(values))

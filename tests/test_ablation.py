@@ -233,6 +233,50 @@ def test_a_wrong_field_in_a_finished_runs_metrics_is_one_sentence(tmp_path, fake
     assert str(error.value) == f"{metrics}'s test_accuracy must be a number in [0, 1], got '0.9'."
 
 
+def test_runs_stored_in_another_results_json_are_read_back_not_trained(tmp_path, fake_trainer):
+    lenets = grid_lib.load_grid(grid_lib.preset_path("quick"),
+                                cells=["lenet-classic", "lenet-modern"])
+    run(lenets, tmp_path / "first")
+    stored = runner.stored_runs(tmp_path / "first" / "results.json")
+    fake_trainer.calls.clear()
+    wider = grid_lib.load_grid(grid_lib.preset_path("quick"),
+                               cells=["lenet-classic", "lenet-modern", "alexnet"])
+    _, lines = run(wider, tmp_path / "second", stored=stored)
+    assert [config.model for config in fake_trainer.calls] == ["alexnet"]
+    assert [" earlier): " in line for line in lines] == [True, True, False]
+    first = json.loads((tmp_path / "first" / "results.json").read_text())["runs"]
+    second = json.loads((tmp_path / "second" / "results.json").read_text())["runs"]
+    assert second[:2] == first  # run directories and machines as first stored, too
+    assert len(runner.stored_runs(tmp_path / "second" / "results.json")) == 3
+
+    fake_trainer.calls.clear()  # a stored run of another config is not this cell's
+    longer = grid_lib.load_grid(grid_lib.preset_path("quick"), overrides={"epochs": 1},
+                                cells=["lenet-modern"])
+    run(longer, tmp_path / "third", stored=stored)
+    assert len(fake_trainer.calls) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"test_accuracy": 1.5}, "runs[1]'s test_accuracy must be a number in [0, 1], got 1.5."),
+    ({"val_accuracy_per_epoch": None}, "runs[1]'s val_accuracy_per_epoch must be a list"),
+    ({"config": {"epochs": 0}}, "runs[1].config: epochs must be"),
+    ({"config": {"colour": 1}}, "runs[1].config: Unknown config field 'colour'."),
+])
+def test_a_bad_run_in_a_results_json_to_merge_is_one_sentence(tmp_path, change, message):
+    pending = RunRow("a", 0, RunConfig(model="lenet"), 100, 10)
+    finished = dataclasses.replace(pending, status="finished", test_accuracy=0.9,
+                                   machine="m", run_dir="runs/a", val_curve=[0.8, 0.9])
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"runs": [pending.to_json(), finished.to_json()]}))
+    assert len(runner.stored_runs(path)) == 1  # a pending run is not read back
+    results = json.loads(path.read_text())
+    results["runs"][1].update(change)
+    path.write_text(json.dumps(results))
+    with pytest.raises(ConfigError) as error:
+        runner.stored_runs(path)
+    assert str(error.value).startswith(f"{path}'s ") and message in str(error.value)
+
+
 def test_extra_seeds_only_within_the_budget():
     cell = grid_lib.load_grid(grid_lib.preset_path("default"), cells=["alexnet"]).cells[0]
     first = RunRow("alexnet", 0, cell.config, 100, 10, status="finished", wall_seconds=599.0)

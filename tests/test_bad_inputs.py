@@ -284,6 +284,11 @@ CASES = [
          "seed_budget_minutes must be a finite number >= 0, got nan"),
     Case("new_ab_budget_nan", "ablate", "--preset quick --seed-budget nan --output {tmp}/o", 2,
          "--seed-budget must be a finite number >= 0, got nan"),
+    Case("new_ab_merge_missing", "ablate", "--preset quick --merge {tmp}/no.json --output {tmp}/o",
+         2, "File {tmp}/no.json does not exist."),
+    Case("new_ab_merge_accuracy", "ablate", "--preset quick --merge {fx}/results_bad.json "
+         "--output {tmp}/o", 2,
+         "{fx}/results_bad.json's runs[0]'s test_accuracy must be a number in [0, 1], got 1.5."),
     Case("AB_cells_empty", "ablate", "--preset quick --cells , --output {tmp}/o", 2,
          "--cells must be cell names separated by commas, got ','"),
     Case("TR_seed_2p64", "train", ONE + "--seed 18446744073709551616", 2,

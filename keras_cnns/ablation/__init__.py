@@ -13,7 +13,7 @@ ablation.png, `outputs` writes them all.
 
 from keras_cnns.ablation.grid import PRESETS, Cell, Grid, load_grid, preset_path
 from keras_cnns.ablation.outputs import write_outputs
-from keras_cnns.ablation.runs import default_output, run_grid
+from keras_cnns.ablation.runs import default_output, run_grid, stored_runs
 
 __all__ = [
     "PRESETS",
@@ -23,5 +23,6 @@ __all__ = [
     "load_grid",
     "preset_path",
     "run_grid",
+    "stored_runs",
     "write_outputs",
 ]

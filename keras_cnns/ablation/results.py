@@ -20,8 +20,10 @@ from keras_cnns.config import ConfigError, RunConfig, read_json_file
 from keras_cnns.serving.verify_export import (
     ACCURACY,
     NUMBER,
+    OBJECT,
     POSITIVE_INTEGER,
     TEXT,
+    EachItem,
     Maybe,
     Rule,
     check_schema,
@@ -155,18 +157,46 @@ def fill_from_run_dir(row: RunRow, run_dir: Path, results_dir: Path) -> RunRow:
     sidecar_path = run_dir / SIDECAR
     sidecar = read_checked(sidecar_path, SIDECAR_SCHEMA) if sidecar_path.exists() else {}
     history = read_val_history(run_dir / "history.csv")
+    train_seconds = float(metrics.get("train_seconds", 0.0)) or None
+    return fill_from_stored(row, {
+        "run_dir": os.path.relpath(run_dir, results_dir),
+        "test_accuracy": float(metrics["test_accuracy"]),
+        "train_accuracy": sidecar.get("train_accuracy"),
+        "fit_train_accuracy": history["accuracy"][-1] if history["accuracy"] else None,
+        "train_seconds": train_seconds,
+        "wall_seconds": sidecar.get("wall_seconds", train_seconds),
+        "device": sidecar.get("device", ""),
+        "machine": sidecar.get("machine", ""),
+        "val_accuracy_per_epoch": history["val_accuracy"],
+    })
+
+
+# A finished run as a results.json stores it (`RunRow.to_json`), to be read back from there.
+STORED_RUN_SCHEMA = {
+    "config": OBJECT,
+    "test_accuracy": ACCURACY,
+    "train_accuracy": or_null(ACCURACY),
+    "fit_train_accuracy": or_null(ACCURACY),
+    "train_seconds": or_null(NUMBER),
+    "wall_seconds": or_null(NUMBER),
+    "device": STRING,
+    "machine": STRING,
+    "run_dir": STRING,
+    "val_accuracy_per_epoch": EachItem(ACCURACY),
+}
+
+
+def fill_from_stored(row: RunRow, stored: dict) -> RunRow:
+    """Fill a finished run's numbers from `stored`: its row in a results.json (checked against
+    STORED_RUN_SCHEMA), or what `fill_from_run_dir` read from its files."""
     row.status = "finished"
-    row.run_dir = os.path.relpath(run_dir, results_dir)
-    row.test_accuracy = float(metrics["test_accuracy"])
-    row.train_seconds = float(metrics.get("train_seconds", 0.0)) or None
-    row.train_accuracy = sidecar.get("train_accuracy")
-    row.wall_seconds = sidecar.get("wall_seconds", row.train_seconds)
-    row.device = sidecar.get("device", "")
-    row.machine = sidecar.get("machine", "")
-    row.val_curve = history["val_accuracy"]
-    row.epochs_run = len(history["val_accuracy"]) or None
-    accuracy = history["accuracy"]
-    row.fit_train_accuracy = accuracy[-1] if accuracy else None
+    row.run_dir, row.device, row.machine = stored["run_dir"], stored["device"], stored["machine"]
+    row.test_accuracy = stored["test_accuracy"]
+    row.train_accuracy = stored["train_accuracy"]
+    row.fit_train_accuracy = stored["fit_train_accuracy"]
+    row.train_seconds, row.wall_seconds = stored["train_seconds"], stored["wall_seconds"]
+    row.val_curve = stored["val_accuracy_per_epoch"]
+    row.epochs_run = len(row.val_curve) or None
     row.best_val_accuracy = max(row.val_curve) if row.val_curve else None
     row.epochs_to_best_share = epochs_to_share(row.val_curve)
     return row

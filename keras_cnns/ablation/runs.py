@@ -23,15 +23,17 @@ from keras_cnns.ablation.grid import Cell, Grid
 from keras_cnns.ablation.results import (
     METRICS_SCHEMA,
     SIDECAR,
+    STORED_RUN_SCHEMA,
     STRING,
     RunRow,
     describe_device,
     fill_from_run_dir,
+    fill_from_stored,
     read_checked,
 )
-from keras_cnns.config import ConfigError
+from keras_cnns.config import ConfigError, RunConfig
 from keras_cnns.machine import describe_machine
-from keras_cnns.serving.verify_export import TEXT, EachEntry, EachItem
+from keras_cnns.serving.verify_export import OBJECT, TEXT, EachEntry, EachItem, check_schema
 from keras_cnns.training import run_dir as run_dirs
 
 FAILURES_FILE = "failures.json"
@@ -131,6 +133,22 @@ def finished_runs(results_dir: Path) -> dict[str, Path]:
     return found
 
 
+def stored_runs(path: Path) -> dict[str, dict]:
+    """Config identity -> each finished run of another results.json (another machine's, or
+    one stored in docs/), so that a grid can be finished across machines and checkouts."""
+    runs = read_checked(path, {"runs": EachItem(OBJECT)})["runs"]
+    found = {}
+    for index, run in enumerate(runs):
+        if run.get("status") == "finished":
+            where = f"{path}'s runs[{index}]"
+            check_schema(run, STORED_RUN_SCHEMA, where, ConfigError)
+            try:
+                found[RunConfig.from_dict(run["config"]).identity()] = run
+            except (ConfigError, TypeError) as error:
+                raise ConfigError(f"{where}.config: {error}") from None
+    return found
+
+
 def read_failures(results_dir: Path) -> dict[str, dict]:
     path = results_dir / FAILURES_FILE
     return read_checked(path, FAILURES_SCHEMA) if path.exists() else {}
@@ -154,8 +172,10 @@ def run_grid(
     retry_failed: bool = False,
     log: Callable[[str], None] = print,
     on_progress: Callable[[dict[str, list[RunRow]]], None] | None = None,
+    stored: dict[str, dict] | None = None,
 ) -> dict[str, list[RunRow]]:
     """Run (or read back) every row of `grid` into `results_dir`; returns the rows per cell.
+    A row that has no finished run there but is in `stored` (`stored_runs`) is read from it.
 
     `on_progress(rows)` is called after every row, to rewrite the results files as the grid
     goes (a killed grid leaves an up-to-date report).
@@ -183,6 +203,8 @@ def run_grid(
             if not (done[identity] / SIDECAR).exists():  # killed between the two writes
                 _write_sidecar_afresh(row, done[identity], sources.get(row.config))
             fill_from_run_dir(row, done[identity], results_dir)
+        elif identity in (stored or {}):
+            fill_from_stored(row, stored[identity])
 
     def visit(row: RunRow) -> None:
         identity = row.config.identity()

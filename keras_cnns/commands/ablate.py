@@ -81,6 +81,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="results directory (default: continue the newest runs/ablation-<dataset>-* of "
         "this grid, or start a new one)",
     )
+    parser.add_argument(
+        "--merge", metavar="RESULTS_JSON", action="append",
+        help="read the finished runs of another results.json (another machine's, or one stored "
+        "in docs/) instead of training them, where a cell runs the same config; repeatable",
+    )
     parser.add_argument("--fresh", action="store_true",
                         help="start a new results directory even if one of this grid exists")
     parser.add_argument("--retry-failed", action="store_true", dest="retry_failed",
@@ -112,6 +117,7 @@ def main(argv=None, prog: str = PROG) -> int:
             load_grid,
             preset_path,
             run_grid,
+            stored_runs,
             write_outputs,
         )
         from keras_cnns.ablation.runs import GRID_FILE
@@ -125,6 +131,9 @@ def main(argv=None, prog: str = PROG) -> int:
             seed_budget_minutes=given.get("seed_budget"),
             cells=given.get("cells"),
         )
+        stored = {}
+        for path in given.get("merge", []):
+            stored.update(stored_runs(Path(path)))
         if "output" in given:
             output = Path(given["output"])
             continuing = (output / GRID_FILE).exists()
@@ -142,6 +151,7 @@ def main(argv=None, prog: str = PROG) -> int:
             retry_failed=given.get("retry_failed", False),
             log=lambda line: print(line, flush=True),
             on_progress=lambda rows: write_outputs(output, grid, rows),
+            stored=stored,
         )
         failed = [row for cell_rows in rows.values() for row in cell_rows if row.status == "failed"]
         print(f"\nreport   {output / 'report.md'}\nplot     {output / 'ablation.png'}")

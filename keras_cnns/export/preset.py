@@ -67,7 +67,7 @@ METADATA_SCHEMA = {
     "preprocessing": {key: verify.MANIFEST_SCHEMA["preprocessing"][key]
                       for key in ("image_size", "channels", "mean", "std")},
     "dataset": {"name": verify.TEXT},
-    "metrics": verify.or_null(verify.Rule("an object", lambda v: isinstance(v, dict))),
+    "metrics": verify.or_null(verify.OBJECT),
 }
 
 

@@ -218,6 +218,7 @@ def or_null(rule: Rule) -> Rule:
 
 
 TEXT = Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
+OBJECT = Rule("an object", lambda v: isinstance(v, dict))
 NUMBER = Rule("a finite number", _is_number)
 NUMBERS = Rule("a non-empty list of numbers", lambda v: _list_of(_is_number, v, 1))
 COUNT = Rule("a whole number >= 0", lambda v: _is_int(v) and v >= 0)
