@@ -286,6 +286,25 @@ def test_extra_seeds_only_within_the_budget():
     assert runner.seeds_allowed(cell, dataclasses.replace(first, status="failed"), 10) == 1
 
 
+def test_a_further_seed_that_already_ran_is_read_back_whatever_the_budget(tmp_path,
+                                                                          fake_trainer):
+    def lenet(seeds, budget):
+        return grid_lib.load_grid(grid_lib.preset_path("quick"), cells=["lenet-modern"],
+                                  seeds=seeds, seed_budget_minutes=budget)
+
+    output = tmp_path / "results"
+    run(lenet(2, 0), output)  # --seed-budget 0: both seeds trained
+    sidecar = output / "runs" / "lenet-1" / runner.SIDECAR  # seed 0's run, made to be slow
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "wall_seconds": 3600}))
+    fake_trainer.calls.clear()
+    rows, lines = run(lenet(3, 10), output)  # seed 0 took over 10 minutes
+    assert fake_trainer.calls == []  # seed 2 is over the budget; seed 1 is read back
+    first = rows["lenet-modern"][0].seed
+    assert [row.seed for row in rows["lenet-modern"]] == [first, first + 1]
+    assert lines[1].startswith("[2/2] lenet-modern seed") and lines[1].endswith("done")
+    assert json.loads((output / "results.json").read_text())["cells"][0]["runs"] == 2
+
+
 def test_the_default_output_continues_the_same_grid(tmp_path):
     grid = grid_lib.load_grid(grid_lib.preset_path("quick"))
     first, continuing = runner.default_output(grid, tmp_path)

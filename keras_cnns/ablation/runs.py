@@ -8,7 +8,8 @@ Each (cell, seed) is one `keras_cnns.training.train(config)` call, its run direc
 read back, not trained; an unfinished one is continued by the trainer's own resume; a failed
 one is recorded in `failures.json` and reported, and the grid goes on. Seeds beyond the first
 are run only for cells whose first run took less than the grid's seed budget, after every
-cell's first run, so a partial grid already has every row of the table.
+cell's first run, so a partial grid already has every row of the table; a further seed that
+has already finished is read back whatever the budget.
 """
 
 from __future__ import annotations
@@ -164,6 +165,14 @@ def seeds_allowed(cell: Cell, first: RunRow, budget_minutes: float) -> int:
     return cell.seeds
 
 
+def rows_to_visit(cell: Cell, rows: list[RunRow], budget_minutes: float) -> list[RunRow]:
+    """`cell`'s rows the grid visits: the seeds it may run, and any further seed that has
+    already finished (trained under another budget, or on another machine), which is read
+    back rather than dropped."""
+    allowed = seeds_allowed(cell, rows[0], budget_minutes)
+    return rows[:allowed] + [row for row in rows[allowed:] if row.status == "finished"]
+
+
 def run_grid(
     grid: Grid,
     results_dir: Path,
@@ -222,8 +231,7 @@ def run_grid(
     for cell in grid.cells:  # every cell's first seed, then the extra seeds
         visit(rows[cell.name][0])
     for cell in grid.cells:
-        allowed = seeds_allowed(cell, rows[cell.name][0], grid.seed_budget_minutes)
-        del rows[cell.name][allowed:]
+        rows[cell.name] = rows_to_visit(cell, rows[cell.name], grid.seed_budget_minutes)
         for row in rows[cell.name][1:]:
             visit(row)
     if on_progress:
@@ -339,8 +347,8 @@ class _Clock:
                 if guess is not None and (not budget or guess < budget):
                     planned.extend(extra)
             else:
-                allowed = seeds_allowed(cell, first, self.grid.seed_budget_minutes)
-                planned.extend(extra[: allowed - 1])
+                planned.extend(rows_to_visit(cell, self.rows[cell.name],
+                                             self.grid.seed_budget_minutes)[1:])
         return planned
 
     def _remaining(self) -> list[RunRow]:
