@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from keras_cnns.ablation import claims as report
+from keras_cnns.ablation import grid as grid_lib
 from keras_cnns.ablation import verdicts
 from keras_cnns.ablation.grid import Goal
 from keras_cnns.ablation.report import render_report
@@ -120,7 +121,7 @@ def test_missing_cells_are_said_not_guessed(cells):
 def test_the_report_is_a_function_of_its_numbers(cells):
     def render(values):
         return render_report("default", "", ["fashion_mnist"], list(values.values()),
-                             ["CPU"], ["a machine"], 10)
+                             ["CPU"], ["a machine"], 10, declares_verdicts=False)
 
     text = render(cells)
     assert text == render(cells)
@@ -207,12 +208,19 @@ def test_a_grid_with_verdicts_reports_them_instead_of_the_claims(cells):
     base = cells["alexnet"]
     trick = dataclasses.replace(summary("alexnet-ema", 0.940), compare_to=("alexnet",))
     goal = dataclasses.replace(goal_cell([0.95, 0.96, 0.97], Goal(0.93)), name="lenet")
-    text = render_report("decade", "", ["fashion_mnist"], [base, trick, goal], ["CPU"], ["m"], 0)
+    text = render_report("decade", "", ["fashion_mnist"], [base, trick, goal], ["CPU"], ["m"], 0,
+                         declares_verdicts=True)
     assert "## Each cell against its baseline" in text and "## Goals" in text
     assert "\n- **alexnet-ema** against alexnet: 0.9400 ± 0.0020 against 0.9250 ± 0.0020, " \
         "+1.50 points, **helps**" in text
     assert "\n- **lenet**: test accuracy >= 0.930 at the median of its 3 seeds" in text
     assert "seed's claims" not in text
     claims_only = render_report("default", "", ["fashion_mnist"], list(cells.values()), ["CPU"],
-                                ["m"], 10)
+                                ["m"], 10, declares_verdicts=False)
     assert "## Goals" not in claims_only and "against its baseline" not in claims_only
+    # `--cells alexnet` keeps the decade grid's verdicts: no seed's claims for a baseline alone.
+    assert grid_lib.load_grid(grid_lib.preset_path("decade"), cells=["alexnet"]).declares_verdicts
+    assert not grid_lib.load_grid(grid_lib.preset_path("default")).declares_verdicts
+    baseline_only = render_report("decade", "", ["fashion_mnist"], [base], ["CPU"], ["m"], 0,
+                                  declares_verdicts=True)
+    assert "seed's claims" not in baseline_only and "not measured" not in baseline_only

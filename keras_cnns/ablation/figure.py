@@ -12,13 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_cnns.ablation.results import CellSummary  # noqa: E402
-from keras_cnns.ablation.verdicts import declares_verdicts  # noqa: E402
 
 # Claim 2 is seen best in learning curves: the ReLU/sigmoid pair of AlexNet.
 CURVE_CELLS = (("alexnet", "ReLU", "tab:blue"), ("alexnet-sigmoid", "sigmoid", "tab:red"))
 
 
-def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) -> None:
+def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str,
+                  own_verdicts: bool) -> None:
     figure, (bars, curves) = plt.subplots(
         1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]}
     )
@@ -28,7 +28,6 @@ def plot_ablation(summaries: list[CellSummary], path: str | Path, title: str) ->
     errors = [
         (cell.test_accuracy[1] or 0.0) if cell.measured else 0.0 for cell in summaries
     ]
-    own_verdicts = declares_verdicts(summaries)
     if own_verdicts:  # one colour per cell, the same in both panels
         palette = plt.get_cmap("tab10")
         colours = [palette(index % 10) for index in range(len(summaries))]

@@ -93,6 +93,9 @@ class Grid:
     description: str
     cells: tuple[Cell, ...]
     seed_budget_minutes: float
+    # Whether the grid file declares comparisons or goals (its report gives their verdicts, not
+    # the seed's claims), kept when --cells selects cells that declare none.
+    declares_verdicts: bool = False
 
     def cell(self, name: str) -> Cell | None:
         return next((cell for cell in self.cells if cell.name == name), None)
@@ -162,6 +165,7 @@ def load_grid(
             if baseline not in names or baseline == cell.name:
                 raise ConfigError(f"{where}, cell {cell.name!r}: compare_to must name other "
                                   f"cells of this grid, got {baseline!r}.")
+    declares_verdicts = any(cell.compare_to or cell.goal for cell in built)
     if seeds is not None:
         _positive_int(seeds, "--seeds", "The command line")
         built = [dataclasses.replace(cell, seeds=seeds) for cell in built]
@@ -173,7 +177,7 @@ def load_grid(
             )
         built = [cell for cell in built if cell.name in cells]
     return Grid(name, _with_overrides(description, overrides or {}), tuple(built),
-                float(budget))
+                float(budget), declares_verdicts)
 
 
 def _with_overrides(description: str, overrides: dict[str, Any]) -> str:

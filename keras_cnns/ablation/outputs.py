@@ -53,12 +53,13 @@ def write_outputs(results_dir: Path, grid: Grid, rows: dict[str, list[RunRow]]) 
     files.write_text(results_dir / RESULTS_JSON, json.dumps(payload, indent=2) + "\n")
     report = render_report(
         grid.name, grid.description, grid.datasets, summaries, devices, machines,
-        grid.seed_budget_minutes,
+        grid.seed_budget_minutes, grid.declares_verdicts,
     )
     files.write_text(results_dir / REPORT, report)
     with files.replacing(results_dir / PLOT) as temporary:
         plot_ablation(summaries, temporary,
-                      f"ablation '{grid.name}' on {', '.join(grid.datasets)}")
+                      f"ablation '{grid.name}' on {', '.join(grid.datasets)}",
+                      grid.declares_verdicts)
 
 
 def _summary_json(summary: CellSummary) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from keras_cnns.ablation.claims import CLAIMS, claim_sentences
 from keras_cnns.ablation.compare import CLEAR_POINTS, epochs_text, mean_std_text, minutes_text
 from keras_cnns.ablation.results import BEST_SHARE, CellSummary
-from keras_cnns.ablation.verdicts import comparisons, declares_verdicts, goal_checks
+from keras_cnns.ablation.verdicts import comparisons, goal_checks
 
 
 def render_report(
@@ -21,8 +21,10 @@ def render_report(
     devices: list[str],
     machines: list[str],
     seed_budget_minutes: float,
+    declares_verdicts: bool,
 ) -> str:
-    """The whole report.md; the same summaries always give the same text."""
+    """The whole report.md; the same summaries always give the same text. A grid that
+    `declares_verdicts` gets them; any other, the seed's claims."""
     lines = [
         f"# Ablation `{grid_name}` on {', '.join(datasets)}",
         "",
@@ -48,7 +50,7 @@ def render_report(
         f"epoch whose validation accuracy reached {BEST_SHARE:.0%} of the run's best. Minutes "
         "and img/s: training through fit, validation included. Seeds: " + budget + ".",
     ]
-    if declares_verdicts(summaries):
+    if declares_verdicts:
         lines += declared_sections(summaries)
     else:
         lines += claim_section(summaries, datasets, devices)

@@ -56,11 +56,6 @@ class GoalCheck:
     sentence: str
 
 
-def declares_verdicts(summaries: list[CellSummary]) -> bool:
-    """Whether the grid declared comparisons or goals (else its report reads the seed's claims)."""
-    return any(cell.compare_to or cell.goal for cell in summaries)
-
-
 def comparisons(summaries: list[CellSummary]) -> list[Comparison]:
     """Every declared (cell, baseline) pair, in grid order."""
     cells = {cell.name: cell for cell in summaries}
